@@ -1,0 +1,463 @@
+/*
+ * tlsrekey.h - the contract of the tlsrekey core.
+ *
+ * The core owns every OpenSSL call. The Python and Lua shims include this header
+ * and nothing else of the core; they convert arguments, call a trk_ function and
+ * convert its status. All policy lives here.
+ *
+ * Conventions (true of every function below unless it says otherwise):
+ *
+ *  - A function that can fail returns a trk_status. TRK_OK means done; results come
+ *    back through out-parameters. On any other status the trk_error the caller passed
+ *    is filled in (status, SSL_get_error value, errno, verify result, OpenSSL library
+ *    and reason, a sentence, the whole OpenSSL error queue). On TRK_OK the trk_error
+ *    is left untouched, so the hot path never pays for it. `err` may be NULL.
+ *  - The OpenSSL error queue of the calling thread is empty when a trk_ function
+ *    returns, whatever the outcome: errors never leak into the next call.
+ *  - Nothing here is locked. One connection (and both ends of a trk_pair together)
+ *    must be driven by one thread at a time; the shims serialise. Distinct connections
+ *    may be used from distinct threads at once.
+ *  - The core never stores interpreter objects: callbacks get a `void *`.
+ */
+#ifndef TLSREKEY_H
+#define TLSREKEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TRK_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------- */
+/* Statuses and errors                                                        */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * One table (csrc/error.c) gives each status its name (the Lua err.code and the
+ * suffix of the Python class) and a default sentence.
+ */
+typedef enum trk_status {
+    TRK_OK = 0,      /* done */
+    TRK_WANT_READ,   /* non-blocking or memory transport: bytes must arrive first */
+    TRK_WANT_WRITE,  /* non-blocking or memory transport: bytes must leave first */
+    TRK_CLOSED,      /* the peer sent close_notify */
+    TRK_SYSCALL,     /* transport failed, or EOF without close_notify */
+    TRK_PROTOCOL,    /* alert, handshake failure, bad record, refused renegotiation */
+    TRK_VERIFY,      /* certificate or host name verification failed */
+    TRK_STATE,       /* a valid call at the wrong time (before the handshake, key
+                        update on TLS 1.2, renegotiation on TLS 1.3, after close) */
+    TRK_TIMEOUT,     /* blocking transport: the timeout passed */
+    TRK_ARG,         /* a bad argument value (key update type NONE, unknown version) */
+    TRK_NOMEM,       /* allocation failed */
+    TRK_CALLBACK,    /* a user callback reported failure; the shim re-raises what
+                        it parked (the core knows nothing more) */
+    TRK_STATUS_COUNT
+} trk_status;
+
+/* "ok", "want_read", "want_write", "closed", "syscall", "protocol", "verify",
+ * "state", "timeout", "arg", "nomem", "callback"; NULL for an unknown value. */
+const char *trk_status_name(trk_status status);
+/* A default sentence for the status ("the peer closed the connection", ...). */
+const char *trk_status_message(trk_status status);
+
+#define TRK_ERROR_QUEUE_MAX 8
+#define TRK_ERROR_LINE_MAX 200
+
+typedef struct trk_error {
+    trk_status status;
+    int ssl_error;          /* SSL_get_error() value, 0 when not from an SSL call */
+    int sys_errno;          /* errno captured at the failure, 0 if none */
+    long verify_code;       /* X509_V_* verify result, 0 (X509_V_OK) if not relevant */
+    char library[48];       /* OpenSSL library of the first queued error, "" if none */
+    char reason[128];       /* OpenSSL's reason ("wrong ssl version"), or the core's
+                               own short reason for checks it makes itself */
+    char message[320];      /* one readable sentence, no trailing newline */
+    int nqueue;             /* lines in queue[] */
+    char queue[TRK_ERROR_QUEUE_MAX][TRK_ERROR_LINE_MAX]; /* the whole OpenSSL queue */
+} trk_error;
+
+/* ------------------------------------------------------------------------- */
+/* Key update types: OpenSSL's values                                          */
+/* ------------------------------------------------------------------------- */
+
+#define TRK_KEY_UPDATE_NONE (-1)
+#define TRK_KEY_UPDATE_NOT_REQUESTED 0
+#define TRK_KEY_UPDATE_REQUESTED 1
+
+/* "none", "not_requested", "requested"; NULL for another value. */
+const char *trk_key_update_type_name(int type);
+/* The inverse; returns 0 and sets *type, or -1 for an unknown name. */
+int trk_key_update_type_from_name(const char *name, int *type);
+
+/* ------------------------------------------------------------------------- */
+/* Contexts                                                                   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct trk_ctx trk_ctx;
+typedef struct trk_conn trk_conn;
+
+typedef enum trk_role { TRK_CLIENT = 0, TRK_SERVER = 1 } trk_role;
+
+/* "client" / "server". */
+const char *trk_role_name(trk_role role);
+
+/*
+ * Creates a context with safe defaults:
+ *  - minimum version TLS 1.2, maximum the highest OpenSSL supports;
+ *  - client: peer verification on (against nothing until a CA is loaded, see
+ *    trk_ctx_load_default_verify), host name check on;
+ *  - server: no client certificate requested, client-initiated renegotiation refused
+ *    (OpenSSL 3 default), insecure legacy renegotiation never allowed;
+ *  - SSL_MODE_AUTO_RETRY and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER.
+ * The caller owns one reference; trk_ctx_free drops it. Connections hold their own.
+ */
+trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err);
+void trk_ctx_up_ref(trk_ctx *ctx);
+void trk_ctx_free(trk_ctx *ctx);           /* drops one reference; NULL is fine */
+trk_role trk_ctx_role(const trk_ctx *ctx);
+
+/* Protocol versions by name: "TLSv1.2", "TLSv1.3" (also "TLSv1", "TLSv1.1" where
+ * OpenSSL's security level allows them). NULL means "no limit" (OpenSSL's range).
+ * TRK_ARG for an unknown name or min > max. */
+trk_status trk_ctx_set_min_version(trk_ctx *ctx, const char *name, trk_error *err);
+trk_status trk_ctx_set_max_version(trk_ctx *ctx, const char *name, trk_error *err);
+
+/*
+ * Certificate material. When `is_pem` is nonzero, `data`/`len` is PEM text held in
+ * memory (the core copies what it needs); otherwise `data` is a NUL-terminated file
+ * path (PEM) and `len` is ignored. A certificate chain in the PEM is used whole.
+ * TRK_ARG when the file cannot be read or the PEM does not parse; trk_ctx_use_private_key
+ * also checks that the key matches the certificate (TRK_ARG "key values mismatch").
+ */
+trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
+                                   int is_pem, trk_error *err);
+trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
+                                   int is_pem, trk_error *err);
+
+/* Trust anchors: a CA file (path or in-memory PEM per `is_pem`; `data` may be NULL)
+ * and/or a CA directory (`capath`, may be NULL). */
+trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,
+                               const char *capath, trk_error *err);
+/* The system trust store (SSL_CTX_set_default_verify_paths). */
+trk_status trk_ctx_load_default_verify(trk_ctx *ctx, trk_error *err);
+
+typedef enum trk_verify_mode {
+    TRK_VERIFY_NONE = 0,     /* client: accept any server; server: ask no certificate */
+    TRK_VERIFY_OPTIONAL = 1, /* server: ask for a client certificate, verify if sent */
+    TRK_VERIFY_REQUIRED = 2  /* client: verify the server; server: require one */
+} trk_verify_mode;
+trk_status trk_ctx_set_verify(trk_ctx *ctx, trk_verify_mode mode, trk_error *err);
+/* Client only: check the certificate against the connection's server_hostname
+ * (a DNS name or an IP address literal). On by default for clients. */
+trk_status trk_ctx_set_check_hostname(trk_ctx *ctx, int on, trk_error *err);
+int trk_ctx_check_hostname(const trk_ctx *ctx);
+
+/* OpenSSL cipher strings: TLS 1.2 list (SSL_CTX_set_cipher_list), TLS 1.3 suites
+ * (SSL_CTX_set_ciphersuites), groups (SSL_CTX_set1_groups_list). TRK_ARG if OpenSSL
+ * accepts none of the names. */
+trk_status trk_ctx_set_ciphers(trk_ctx *ctx, const char *list, trk_error *err);
+trk_status trk_ctx_set_ciphersuites(trk_ctx *ctx, const char *list, trk_error *err);
+trk_status trk_ctx_set_groups(trk_ctx *ctx, const char *list, trk_error *err);
+
+/* ALPN: `n` NUL-terminated protocol names, each 1..255 bytes. A client offers them
+ * in order; a server picks the first of its own list that the client offered and
+ * refuses the handshake (no_application_protocol) if there is none. n == 0 clears. */
+trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
+                            trk_error *err);
+
+/* Session cache (servers: the internal cache; clients: none is kept by the core) and
+ * TLS 1.3 session tickets sent by a server after each handshake (default 2; 0 none). */
+trk_status trk_ctx_set_session_cache(trk_ctx *ctx, int on, trk_error *err);
+trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err);
+
+/* Appends NSS key log lines (SSLKEYLOGFILE format) to the file at `path`; NULL stops. */
+trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err);
+
+/* Renegotiation policy. allow_client: a server accepts client-initiated
+ * renegotiation (SSL_OP_ALLOW_CLIENT_RENEGOTIATION). none: no renegotiation in
+ * either direction (SSL_OP_NO_RENEGOTIATION): renegotiate() fails at once with
+ * TRK_STATE and a peer's request is refused with a no_renegotiation alert. */
+trk_status trk_ctx_set_renegotiation(trk_ctx *ctx, int allow_client, int none,
+                                     trk_error *err);
+
+/* EOF without close_notify: TRK_SYSCALL "unexpected eof while reading" by default;
+ * on: treated as a clean close (TRK_CLOSED), SSL_OP_IGNORE_UNEXPECTED_EOF. */
+trk_status trk_ctx_set_ignore_unexpected_eof(trk_ctx *ctx, int on, trk_error *err);
+/* SSL_MODE_RELEASE_BUFFERS: idle connections free their record buffers. */
+trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
+
+/* ------------------------------------------------------------------------- */
+/* Connections                                                                */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Every constructor takes a reference on `ctx` (released by trk_conn_free), so a
+ * context may be freed before its connections. The role comes from the context.
+ * `server_hostname` (may be NULL) is, for a client, the SNI name and the name checked
+ * against the certificate when the context checks host names: a client context with
+ * the check on and no name fails with TRK_ARG. Servers ignore it.
+ */
+
+/* Timeouts in seconds: TRK_TIMEOUT_NONE blocks for as long as it takes;
+ * 0 is non-blocking (WANT_READ/WANT_WRITE are returned); > 0 bounds each call. */
+#define TRK_TIMEOUT_NONE (-1.0)
+
+/*
+ * A connection over a connected stream socket the caller owns. The core never
+ * closes it (trk_conn_new_connect's sockets excepted). With a timeout other than 0
+ * the core waits with poll() whenever OpenSSL would block, so the socket may be
+ * blocking or O_NONBLOCK either way; with 0 the socket must be O_NONBLOCK.
+ */
+trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
+                           const char *server_hostname, trk_conn **out,
+                           trk_error *err);
+/* Opens a TCP connection to host:port (getaddrinfo, each address in turn, within
+ * `timeout`), then wraps it like trk_conn_new_fd; this socket IS closed by
+ * trk_conn_close. server_hostname NULL means `host`. The handshake is not done. */
+trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double timeout,
+                                const char *server_hostname, trk_conn **out,
+                                trk_error *err);
+int trk_conn_fd(const trk_conn *conn);             /* -1 if none / closed */
+trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err);
+double trk_conn_timeout(const trk_conn *conn);
+
+/*
+ * A memory transport: the caller feeds the peer's bytes in and drains ours out.
+ * Calls return WANT_READ when they need more input. Any call may produce output
+ * (a read can answer a KeyUpdate request or continue a renegotiation), so drain after
+ * every call.
+ */
+trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
+                               trk_conn **out, trk_error *err);
+/* Appends len bytes of the peer's data. */
+trk_status trk_conn_feed(trk_conn *conn, const void *data, size_t len, trk_error *err);
+/* The peer's end of stream: later reads see EOF (without close_notify: an error,
+ * unless the context ignores unexpected EOF). */
+trk_status trk_conn_feed_eof(trk_conn *conn, trk_error *err);
+/* Bytes waiting to be drained. */
+size_t trk_conn_outgoing(const trk_conn *conn);
+/* Moves up to cap bytes of output into buf; *n gets the count (0 if none). */
+trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                          trk_error *err);
+
+/*
+ * Two connections in one process, joined by an OpenSSL BIO pair, handshaken before
+ * this returns (both ends complete). Whenever one end would wait for the other, the
+ * core moves the other end forward itself (it reads what is waiting for it, keeping
+ * any application data for that end's next read), so a renegotiation or a key update
+ * request completes inside ordinary calls. Both ends must be serialised together.
+ * Freeing one end leaves the other disconnected (its I/O fails with TRK_SYSCALL).
+ * server_hostname: the name the client sends and checks (may be NULL when the client
+ * context does not check host names).
+ */
+trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
+                        const char *server_hostname, trk_conn **client,
+                        trk_conn **server, trk_error *err);
+/* The other end of a pair, or NULL. */
+trk_conn *trk_conn_peer(const trk_conn *conn);
+
+/* Frees the TLS state (no close_notify is sent: call trk_conn_shutdown first for
+ * that) and closes a socket the core opened. Idempotent; every later call on the
+ * connection returns TRK_STATE "connection is closed". */
+void trk_conn_close(trk_conn *conn);
+/* trk_conn_close, then frees the object and drops the context reference. NULL ok. */
+void trk_conn_free(trk_conn *conn);
+
+/* The context (borrowed; the connection holds a reference until freed). */
+trk_ctx *trk_conn_ctx(const trk_conn *conn);
+trk_role trk_conn_role(const trk_conn *conn);
+
+/* ------------------------------------------------------------------------- */
+/* I/O                                                                        */
+/* ------------------------------------------------------------------------- */
+
+/* Runs the handshake to completion (or the next WANT on non-blocking/memory
+ * transports). On an established TLS 1.3 connection it sends a scheduled key update
+ * at once; on TLS 1.2 it performs a scheduled renegotiation. It does NOT send the
+ * reply owed to a peer's key update request: a zero-length write does. */
+trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err);
+
+/* Reads up to cap (> 0) bytes into buf. TRK_OK with *n > 0, or TRK_CLOSED once the
+ * peer's close_notify arrived. Application data that already arrived is returned even
+ * when a KeyUpdate or a session ticket came first. Completes the handshake first. */
+trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                         trk_error *err);
+
+/* Writes all len bytes (len may be 0: OpenSSL is still called, sending whatever
+ * protocol message is owed, such as the reply to a key update request).
+ * Non-blocking/memory: on WANT_WRITE/WANT_READ call again with the same data. */
+trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                          trk_error *err);
+
+/* Decrypted bytes readable without touching the transport. */
+size_t trk_conn_pending(const trk_conn *conn);
+
+/* Sends close_notify (once). *complete is set to 1 when the peer's close_notify has
+ * also been received, else 0; a later call tries to receive it (blocking transports
+ * wait up to the timeout; others may return WANT_READ). */
+trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err);
+
+/* ------------------------------------------------------------------------- */
+/* Key update and renegotiation (SSL_key_update(3))                            */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Schedules a TLS 1.3 key update of `type` (TRK_KEY_UPDATE_NOT_REQUESTED or
+ * TRK_KEY_UPDATE_REQUESTED); it goes out with the next I/O, or at once if `now`
+ * (the core then runs trk_conn_do_handshake).
+ *  TRK_ARG   type is NONE or unknown ("invalid key update type")
+ *  TRK_STATE closed, handshake not complete, not TLS 1.3 ("wrong ssl version", the
+ *            message names the negotiated version), an update already scheduled
+ *            (the message names its type), a write pending after WANT_WRITE
+ *            ("bad write retry"). None of these harm the connection.
+ */
+trk_status trk_conn_key_update(trk_conn *conn, int type, int now, trk_error *err);
+/* The scheduled type, or TRK_KEY_UPDATE_NONE. After a peer's update request this is
+ * the owed reply (NOT_REQUESTED) until our next write sends it. NONE when closed. */
+int trk_conn_get_key_update_type(const trk_conn *conn);
+
+/*
+ * TLS 1.2 and older. Client: renegotiate() schedules a full new handshake without
+ * session resumption; renegotiate_abbreviated() one that resumes the session.
+ * Server: both schedule a HelloRequest. The work happens at the next I/O.
+ *  TRK_STATE closed, before the handshake, on TLS 1.3 ("wrong ssl version"), or
+ *            with renegotiation disabled on the context ("no renegotiation").
+ */
+trk_status trk_conn_renegotiate(trk_conn *conn, trk_error *err);
+trk_status trk_conn_renegotiate_abbreviated(trk_conn *conn, trk_error *err);
+/* 1 if a renegotiation or a renegotiation request is scheduled or under way and
+ * not yet complete, else 0. */
+int trk_conn_renegotiate_pending(const trk_conn *conn);
+
+/* Server: ask for (required: insist on) a client certificate in this connection's
+ * next handshake, e.g. before a renegotiation; verify: check it against the CAs. */
+trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
+                                      trk_error *err);
+
+/* ------------------------------------------------------------------------- */
+/* Introspection                                                              */
+/* ------------------------------------------------------------------------- */
+
+/* "TLSv1.3" etc., NULL before the first handshake completed or after close. */
+const char *trk_conn_version(const trk_conn *conn);
+/* OpenSSL's cipher name ("TLS_AES_256_GCM_SHA384"), NULL likewise. */
+const char *trk_conn_cipher(const trk_conn *conn);
+/* Negotiated ALPN protocol: *len 0 if none. The bytes belong to the connection. */
+void trk_conn_alpn(const trk_conn *conn, const unsigned char **proto, size_t *len);
+/* 1 if the last handshake resumed a session. */
+int trk_conn_session_reused(const trk_conn *conn);
+/* 1 if the peer supports secure renegotiation (RFC 5746). */
+int trk_conn_secure_renegotiation(const trk_conn *conn);
+/* "new", "handshaking", "established", "renegotiating", "closed" (close_notify seen
+ * or sent), "failed" (a fatal error happened), "released" (trk_conn_close). */
+const char *trk_conn_state(const trk_conn *conn);
+/* Whether the first handshake has completed. */
+int trk_conn_handshake_done(const trk_conn *conn);
+
+typedef struct trk_cert_info {
+    char subject[256];      /* RFC 2253 one-line form */
+    char issuer[256];
+    char serial[80];        /* hex */
+    char not_before[32];    /* "YYYY-MM-DDTHH:MM:SSZ" */
+    char not_after[32];
+    char san[512];          /* "DNS:a, DNS:b, IP Address:127.0.0.1" or "" */
+} trk_cert_info;
+/* The peer's certificate: TRK_OK and *der (malloc'ed, free with trk_free) or
+ * TRK_OK with *der NULL when the peer sent none. `info` may be NULL. */
+trk_status trk_conn_peer_certificate(const trk_conn *conn, trk_cert_info *info,
+                                     unsigned char **der, size_t *der_len,
+                                     trk_error *err);
+/* RFC 5705 / RFC 8446 7.5 exporter (tls-exporter channel binding: label
+ * "EXPORTER-Channel-Binding", no context, 32 bytes). context may be NULL. */
+trk_status trk_conn_export_keying_material(const trk_conn *conn, unsigned char *out,
+                                           size_t out_len, const char *label,
+                                           const unsigned char *context,
+                                           size_t context_len, trk_error *err);
+
+/* Counters, from OpenSSL's message callback. */
+typedef struct trk_stats {
+    uint64_t key_updates_sent;
+    uint64_t key_updates_received;
+    uint64_t key_update_requests_sent;      /* of those sent, asking for a reply */
+    uint64_t key_update_requests_received;
+    uint64_t renegotiations;                /* renegotiation handshakes completed
+                                               here, whichever side started them */
+    uint64_t hello_requests_sent;
+    uint64_t hello_requests_received;
+    uint64_t handshakes;                    /* completed handshakes, first included */
+    uint64_t alerts_sent;
+    uint64_t alerts_received;
+    uint64_t bytes_written;                 /* application bytes */
+    uint64_t bytes_read;
+    uint64_t records_written;               /* TLS records of any type */
+    uint64_t records_read;
+} trk_stats;
+void trk_conn_stats(const trk_conn *conn, trk_stats *out);
+
+/* The fields of trk_stats by name, in order, ending with {NULL, 0}: the shims build
+ * their dict/table from this, so the names live in one place. */
+typedef struct trk_stat_field {
+    const char *name;
+    size_t offset;
+} trk_stat_field;
+extern const trk_stat_field trk_stat_fields[];
+
+/* ------------------------------------------------------------------------- */
+/* Events                                                                     */
+/* ------------------------------------------------------------------------- */
+
+typedef enum trk_event_type {
+    TRK_EV_KEY_UPDATE_SENT = 0,
+    TRK_EV_KEY_UPDATE_RECEIVED,
+    TRK_EV_HELLO_REQUEST_SENT,
+    TRK_EV_HELLO_REQUEST_RECEIVED,
+    TRK_EV_HANDSHAKE_START,       /* a ClientHello sent or received */
+    TRK_EV_HANDSHAKE_DONE,        /* first handshake complete */
+    TRK_EV_RENEGOTIATION_DONE,    /* a later handshake complete */
+    TRK_EV_ALERT_SENT,
+    TRK_EV_ALERT_RECEIVED,
+    TRK_EV_COUNT
+} trk_event_type;
+
+typedef struct trk_event {
+    trk_event_type type;
+    const char *name;          /* "key_update_sent", ... (trk_event_name) */
+    int request_update;        /* key update events: 1 if update_requested */
+    int alert_level;           /* alert events: 1 warning, 2 fatal */
+    int alert_description;     /* alert events: the RFC 8446 code */
+    const char *alert_text;    /* alert events: "close notify", ... */
+} trk_event;
+
+const char *trk_event_name(trk_event_type type);
+
+/* Called synchronously from inside the I/O call that saw or sent the message, after
+ * the counters moved. Return 0, or nonzero to make that I/O call return TRK_CALLBACK
+ * once OpenSSL is done with it (the connection stays usable). The callback must not
+ * drive this connection. fn NULL removes it. */
+typedef int (*trk_event_fn)(void *userdata, trk_conn *conn, const trk_event *event);
+void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------------- */
+/* Test certificates                                                          */
+/* ------------------------------------------------------------------------- */
+
+/* A throwaway self-signed ECDSA P-256 certificate for `common_name` (also in the
+ * subjectAltName, as DNS, and as an IP address when it is one; "localhost" also gets
+ * IP 127.0.0.1 and ::1), valid from yesterday for 30 days. *cert_pem and *key_pem are
+ * NUL-terminated, malloc'ed: free with trk_free. TRK_ARG for an empty or over-long
+ * name (> 64 bytes). */
+trk_status trk_make_test_cert(const char *common_name, char **cert_pem, size_t *cert_len,
+                              char **key_pem, size_t *key_len, trk_error *err);
+
+void trk_free(void *p);
+
+/* OpenSSL's version text, e.g. "OpenSSL 3.0.19 27 Jan 2026". */
+const char *trk_openssl_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TLSREKEY_H */
