@@ -1,0 +1,705 @@
+/*
+ * connection.c - the methods of a tlsrekey connection.
+ *
+ * Each method checks its arguments, calls one core function and converts the
+ * status. The return conventions, in one place:
+ *   read   -> string | nil (clean close) | nil, "want_read"/"want_write"
+ *   write  -> bytes written | nil, "want_read"/"want_write"
+ *   everything else returns its value or raises (errors.c); would-block included.
+ * close, __close and __gc are one function.
+ */
+#include <string.h>
+
+#include "shim.h"
+
+#define DEFAULT_READ_SIZE 16384
+#define MAX_EXPORT_LENGTH 16384
+
+/* ------------------------------------------------------------------------- */
+/* Creation and lifetime                                                       */
+/* ------------------------------------------------------------------------- */
+
+ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx)
+{
+    ltrk_connection *c;
+
+    ctx_idx = lua_absindex(L, ctx_idx);
+    c = lua_newuserdatauv(L, sizeof *c, LTRK_UV_COUNT);
+    memset(c, 0, sizeof *c);
+    c->conn = NULL;
+    c->peer = NULL;
+    c->L = NULL;
+    c->parked_ref = LUA_NOREF;
+    luaL_setmetatable(L, LTRK_CONNECTION_MT);
+    lua_pushvalue(L, ctx_idx);
+    lua_setiuservalue(L, -2, LTRK_UV_CONTEXT);
+    return c;
+}
+
+/* close, __close and __gc: frees the core connection (which drops its context
+ * reference and closes only a socket the core opened itself), forgets the pair
+ * peer and releases the user values. Idempotent. */
+static int conn_close(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    int uv;
+
+    if (c->busy)
+        return ltrk_raise_status(L, TRK_STATE, "connection is busy",
+                                 "cannot close a connection from inside its own "
+                                 "event callback");
+    if (c->conn != NULL) {
+        trk_conn *conn = c->conn;
+
+        c->conn = NULL;
+        trk_conn_set_event_callback(conn, NULL, NULL);
+        trk_conn_free(conn);
+    }
+    if (c->peer != NULL) {
+        c->peer->peer = NULL;
+        c->peer = NULL;
+    }
+    ltrk_release_parked(L, c);
+    for (uv = 1; uv <= LTRK_UV_COUNT; uv++) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, uv);
+    }
+    return 0;
+}
+
+/* core.pair(client_ctx, server_ctx, server_hostname) -> client, server */
+int ltrk_pair_new(lua_State *L)
+{
+    ltrk_context *cctx = ltrk_check_context(L, 1);
+    ltrk_context *sctx = ltrk_check_context(L, 2);
+    const char *hostname = luaL_optstring(L, 3, NULL);
+    ltrk_connection *client, *server;
+    trk_error err;
+    trk_status st;
+
+    lua_settop(L, 3);
+    client = ltrk_connection_new(L, 1); /* 4 */
+    server = ltrk_connection_new(L, 2); /* 5 */
+    st = trk_pair_new(cctx->ctx, sctx->ctx, hostname, &client->conn, &server->conn, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 3);
+    client->role = trk_conn_role(client->conn);
+    server->role = trk_conn_role(server->conn);
+    /* Each end is driven from inside the other's calls: they live and die together. */
+    client->peer = server;
+    server->peer = client;
+    lua_pushvalue(L, 5);
+    lua_setiuservalue(L, 4, LTRK_UV_PEER);
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, 5, LTRK_UV_PEER);
+    return 2;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Calling the core                                                            */
+/* ------------------------------------------------------------------------- */
+
+static void raise_closed(lua_State *L)
+{
+    ltrk_raise_status(L, TRK_STATE, "connection is closed", "the connection is closed");
+}
+
+/* For questions: an open connection (event callbacks may ask them). */
+static ltrk_connection *check_open(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+
+    if (c->conn == NULL)
+        raise_closed(L);
+    return c;
+}
+
+/* For actions: an open connection not already inside a core call. */
+static ltrk_connection *check_idle(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    if (c->busy || (c->peer != NULL && c->peer->busy))
+        ltrk_raise_status(L, TRK_STATE, "connection is busy",
+                          "the connection is busy: an event callback must not drive "
+                          "the connection it was called for");
+    return c;
+}
+
+/* After a core call that may run event callbacks: an error raised by one wins,
+ * since it is what the user's own code reported. */
+static trk_status leave(lua_State *L, ltrk_connection *c, trk_status st)
+{
+    ltrk_call_leave(L, c);
+    ltrk_raise_parked(L, c);
+    if (st == TRK_CALLBACK)
+        ltrk_raise_status(L, TRK_CALLBACK, "event callback failed",
+                          "the event callback failed");
+    return st;
+}
+
+/* Returns true, or raises. */
+static int done(lua_State *L, ltrk_connection *c, trk_status st, const trk_error *err)
+{
+    leave(L, c, st);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, err, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* read/write: would-block is a result, not an error. */
+static int would_block(lua_State *L, trk_status st)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, trk_status_name(st));
+    return 2;
+}
+
+/* ------------------------------------------------------------------------- */
+/* I/O                                                                         */
+/* ------------------------------------------------------------------------- */
+
+static int conn_do_handshake(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_do_handshake(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
+/* conn:read([n]) */
+static int conn_read(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    lua_Integer cap = luaL_optinteger(L, 2, DEFAULT_READ_SIZE);
+    luaL_Buffer b;
+    trk_error err;
+    trk_status st;
+    size_t n = 0;
+    char *p;
+
+    luaL_argcheck(L, cap > 0 && (lua_Unsigned)cap <= (size_t)-1 / 2, 2,
+                  "size must be positive");
+    lua_settop(L, 1);
+    ltrk_call_enter(L, c);
+    p = luaL_buffinitsize(L, &b, (size_t)cap);
+    st = trk_conn_read(c->conn, p, (size_t)cap, &n, &err);
+    leave(L, c, st);
+    switch (st) {
+    case TRK_OK:
+        luaL_pushresultsize(&b, n);
+        return 1;
+    case TRK_CLOSED:
+        lua_pushnil(L);
+        return 1;
+    case TRK_WANT_READ:
+    case TRK_WANT_WRITE:
+        return would_block(L, st);
+    default:
+        return ltrk_raise(L, st, &err, 0);
+    }
+}
+
+/* conn:write(s): "" still calls the core (it sends an owed KeyUpdate reply). */
+static int conn_write(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    size_t len, n = 0;
+    const char *s = luaL_checklstring(L, 2, &len);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_write(c->conn, s, len, &n, &err);
+    leave(L, c, st);
+    switch (st) {
+    case TRK_OK:
+        lua_pushinteger(L, (lua_Integer)n);
+        return 1;
+    case TRK_WANT_READ:
+    case TRK_WANT_WRITE:
+        return would_block(L, st);
+    default:
+        return ltrk_raise(L, st, &err, 0);
+    }
+}
+
+static int conn_pending(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    lua_pushinteger(L, (lua_Integer)trk_conn_pending(c->conn));
+    return 1;
+}
+
+/* conn:shutdown() -> true once the peer's close_notify has arrived too. */
+static int conn_shutdown(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    int complete = 0;
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_shutdown(c->conn, &complete, &err);
+    leave(L, c, st);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 0);
+    lua_pushboolean(L, complete);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Memory transport                                                            */
+/* ------------------------------------------------------------------------- */
+
+static int conn_feed(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_feed(c->conn, s, len, &err);
+    return done(L, c, st, &err);
+}
+
+static int conn_feed_eof(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_feed_eof(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
+/* conn:drain() -> everything waiting to be sent, "" if nothing. */
+static int conn_drain(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    size_t want = trk_conn_outgoing(c->conn), n = 0;
+    luaL_Buffer b;
+    trk_error err;
+    trk_status st;
+    char *p;
+
+    lua_settop(L, 1);
+    ltrk_call_enter(L, c);
+    p = luaL_buffinitsize(L, &b, want > 0 ? want : 1);
+    st = want > 0 ? trk_conn_drain(c->conn, p, want, &n, &err) : TRK_OK;
+    leave(L, c, st);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 0);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+static int conn_outgoing(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    lua_pushinteger(L, (lua_Integer)trk_conn_outgoing(c->conn));
+    return 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Key update and renegotiation                                                */
+/* ------------------------------------------------------------------------- */
+
+/* conn:key_update([type [, now]]): type "not_requested" (default) or "requested". */
+static int conn_key_update(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    int type = TRK_KEY_UPDATE_NOT_REQUESTED, now = 0;
+    trk_error err;
+    trk_status st;
+
+    if (!lua_isnoneornil(L, 2)) {
+        const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+
+        if (name == NULL)
+            return luaL_typeerror(L, 2, "\"not_requested\" or \"requested\"");
+        if (trk_key_update_type_from_name(name, &type) != 0 ||
+            type == TRK_KEY_UPDATE_NONE)
+            return luaL_argerror(
+                L, 2, lua_pushfstring(L, "key update type must be \"not_requested\" or "
+                                         "\"requested\", got \"%s\"", name));
+    }
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TBOOLEAN);
+        now = lua_toboolean(L, 3);
+    }
+    c = check_idle(L);
+    lua_settop(L, 1);
+    ltrk_call_enter(L, c);
+    st = trk_conn_key_update(c->conn, type, now, &err);
+    leave(L, c, st);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int conn_get_key_update_type(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    lua_pushstring(L, trk_key_update_type_name(trk_conn_get_key_update_type(c->conn)));
+    return 1;
+}
+
+static int conn_renegotiate(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_renegotiate(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
+static int conn_renegotiate_abbreviated(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_renegotiate_abbreviated(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
+static int conn_renegotiate_pending(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    lua_pushboolean(L, trk_conn_renegotiate_pending(c->conn));
+    return 1;
+}
+
+static int opt_boolean_arg(lua_State *L, int arg, int def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    luaL_checktype(L, arg, LUA_TBOOLEAN);
+    return lua_toboolean(L, arg);
+}
+
+/* conn:set_verify_client([required=true [, verify=true]]) */
+static int conn_set_verify_client(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    int required = opt_boolean_arg(L, 2, 1);
+    int verify = opt_boolean_arg(L, 3, 1);
+    trk_error err;
+    trk_status st;
+
+    c = check_idle(L);
+    st = trk_conn_set_verify_client(c->conn, required, verify, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Introspection                                                               */
+/* ------------------------------------------------------------------------- */
+
+static int push_string_or_nil(lua_State *L, const char *s)
+{
+    if (s != NULL)
+        lua_pushstring(L, s);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int conn_role(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+
+    lua_pushstring(L, trk_role_name(trk_conn_role(c->conn)));
+    return 1;
+}
+
+static int conn_version(lua_State *L)
+{
+    return push_string_or_nil(L, trk_conn_version(check_open(L)->conn));
+}
+
+static int conn_cipher(lua_State *L)
+{
+    return push_string_or_nil(L, trk_conn_cipher(check_open(L)->conn));
+}
+
+static int conn_alpn(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+    const unsigned char *proto = NULL;
+    size_t len = 0;
+
+    trk_conn_alpn(c->conn, &proto, &len);
+    if (proto == NULL || len == 0)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, (const char *)proto, len);
+    return 1;
+}
+
+static int conn_session_reused(lua_State *L)
+{
+    lua_pushboolean(L, trk_conn_session_reused(check_open(L)->conn));
+    return 1;
+}
+
+static int conn_secure_renegotiation(lua_State *L)
+{
+    lua_pushboolean(L, trk_conn_secure_renegotiation(check_open(L)->conn));
+    return 1;
+}
+
+static int conn_handshake_done(lua_State *L)
+{
+    lua_pushboolean(L, trk_conn_handshake_done(check_open(L)->conn));
+    return 1;
+}
+
+/* state() answers even after close ("released"): it is a question about the
+ * object, not an action on the connection. */
+static int conn_state(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+
+    lua_pushstring(L, c->conn != NULL ? trk_conn_state(c->conn) : "released");
+    return 1;
+}
+
+static int conn_stats(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+    const trk_stat_field *f;
+    trk_stats stats;
+
+    trk_conn_stats(c->conn, &stats);
+    lua_createtable(L, 0, (int)(sizeof stats / sizeof(uint64_t)));
+    for (f = trk_stat_fields; f->name != NULL; f++) {
+        uint64_t v;
+
+        memcpy(&v, (const char *)&stats + f->offset, sizeof v);
+        lua_pushinteger(L, (lua_Integer)v);
+        lua_setfield(L, -2, f->name);
+    }
+    return 1;
+}
+
+/* conn:peer_certificate() -> {subject, issuer, serial, not_before, not_after, san,
+ * der} or nil when the peer sent none. */
+static int conn_peer_certificate(lua_State *L)
+{
+    ltrk_connection *c = check_open(L);
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    trk_cert_info info;
+    trk_error err;
+    trk_status st;
+
+    memset(&info, 0, sizeof info);
+    st = trk_conn_peer_certificate(c->conn, &info, &der, &der_len, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 0);
+    if (der == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    /* Copy the DER into Lua first, so nothing malloc'ed outlives an error. */
+    lua_pushlstring(L, (const char *)der, der_len); /* a push may raise on OOM: */
+    trk_free(der);                                  /* tolerated, as everywhere */
+    lua_createtable(L, 0, 7);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "der");
+#define SET_FIELD(name)                                                              \
+    do {                                                                             \
+        info.name[sizeof info.name - 1] = '\0';                                      \
+        lua_pushstring(L, info.name);                                                \
+        lua_setfield(L, -2, #name);                                                  \
+    } while (0)
+    SET_FIELD(subject);
+    SET_FIELD(issuer);
+    SET_FIELD(serial);
+    SET_FIELD(not_before);
+    SET_FIELD(not_after);
+    SET_FIELD(san);
+#undef SET_FIELD
+    return 1;
+}
+
+/* conn:export_keying_material(label, length [, context]) */
+static int conn_export_keying_material(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    const char *label = luaL_checkstring(L, 2);
+    lua_Integer length = luaL_checkinteger(L, 3);
+    size_t context_len = 0;
+    const char *context = luaL_optlstring(L, 4, NULL, &context_len);
+    luaL_Buffer b;
+    trk_error err;
+    trk_status st;
+    char *p;
+
+    luaL_argcheck(L, length > 0 && length <= MAX_EXPORT_LENGTH, 3,
+                  "length must be from 1 to 16384");
+    c = check_open(L);
+    p = luaL_buffinitsize(L, &b, (size_t)length);
+    st = trk_conn_export_keying_material(c->conn, (unsigned char *)p, (size_t)length,
+                                         label, (const unsigned char *)context,
+                                         context_len, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 0);
+    luaL_pushresultsize(&b, (size_t)length);
+    return 1;
+}
+
+static int conn_getfd(lua_State *L)
+{
+    lua_pushinteger(L, trk_conn_fd(check_open(L)->conn));
+    return 1;
+}
+
+/* conn:settimeout(t): nil or negative blocks, 0 never blocks, > 0 bounds each call
+ * (LuaSocket's convention). */
+static int conn_settimeout(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    double t = TRK_TIMEOUT_NONE;
+    trk_error err;
+    trk_status st;
+
+    if (!lua_isnoneornil(L, 2)) {
+        t = (double)luaL_checknumber(L, 2);
+        luaL_argcheck(L, t == t, 2, "timeout must not be NaN");
+        if (t < 0)
+            t = TRK_TIMEOUT_NONE;
+    }
+    st = trk_conn_set_timeout(c->conn, t, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:gettimeout() -> seconds, or nil when blocking. */
+static int conn_gettimeout(lua_State *L)
+{
+    double t = trk_conn_timeout(check_open(L)->conn);
+
+    if (t < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, (lua_Number)t);
+    return 1;
+}
+
+/* conn:context() -> the context userdata this connection was made from. */
+static int conn_context(lua_State *L)
+{
+    check_open(L);
+    lua_getiuservalue(L, 1, LTRK_UV_CONTEXT);
+    return 1;
+}
+
+/* "tlsrekey.connection client TLSv1.3 TLS_AES_256_GCM_SHA384 established
+ *  key_update=requested" */
+static int conn_tostring(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    luaL_Buffer b;
+    const char *s;
+    int type;
+
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "tlsrekey.connection ");
+    luaL_addstring(&b, trk_role_name(c->role));
+    if (c->conn == NULL) {
+        luaL_addstring(&b, " released");
+        luaL_pushresult(&b);
+        return 1;
+    }
+    if ((s = trk_conn_version(c->conn)) != NULL) {
+        luaL_addchar(&b, ' ');
+        luaL_addstring(&b, s);
+    }
+    if ((s = trk_conn_cipher(c->conn)) != NULL) {
+        luaL_addchar(&b, ' ');
+        luaL_addstring(&b, s);
+    }
+    luaL_addchar(&b, ' ');
+    luaL_addstring(&b, trk_conn_state(c->conn));
+    type = trk_conn_get_key_update_type(c->conn);
+    if (type != TRK_KEY_UPDATE_NONE) {
+        luaL_addstring(&b, " key_update=");
+        luaL_addstring(&b, trk_key_update_type_name(type));
+    }
+    if (trk_conn_renegotiate_pending(c->conn))
+        luaL_addstring(&b, " renegotiate_pending");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void ltrk_connection_open(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"do_handshake", conn_do_handshake},
+        {"read", conn_read},
+        {"write", conn_write},
+        {"pending", conn_pending},
+        {"shutdown", conn_shutdown},
+        {"close", conn_close},
+        {"feed", conn_feed},
+        {"feed_eof", conn_feed_eof},
+        {"drain", conn_drain},
+        {"outgoing", conn_outgoing},
+        {"key_update", conn_key_update},
+        {"get_key_update_type", conn_get_key_update_type},
+        {"renegotiate", conn_renegotiate},
+        {"renegotiate_abbreviated", conn_renegotiate_abbreviated},
+        {"renegotiate_pending", conn_renegotiate_pending},
+        {"set_verify_client", conn_set_verify_client},
+        {"export_keying_material", conn_export_keying_material},
+        {"on_event", ltrk_on_event},
+        {"role", conn_role},
+        {"version", conn_version},
+        {"cipher", conn_cipher},
+        {"alpn", conn_alpn},
+        {"session_reused", conn_session_reused},
+        {"secure_renegotiation", conn_secure_renegotiation},
+        {"handshake_done", conn_handshake_done},
+        {"peer_certificate", conn_peer_certificate},
+        {"state", conn_state},
+        {"stats", conn_stats},
+        {"getfd", conn_getfd},
+        {"settimeout", conn_settimeout},
+        {"gettimeout", conn_gettimeout},
+        {"context", conn_context},
+        {NULL, NULL}};
+    static const luaL_Reg metamethods[] = {
+        {"__gc", conn_close},
+        {"__close", conn_close},
+        {"__tostring", conn_tostring},
+        {NULL, NULL}};
+
+    luaL_newmetatable(L, LTRK_CONNECTION_MT);
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

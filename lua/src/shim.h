@@ -1,0 +1,95 @@
+/*
+ * shim.h - what the files of the Lua shim share.
+ *
+ * The shim converts Lua values into core arguments, calls one trk_ function and
+ * converts its status back; all policy lives in csrc/. One file per concept:
+ *   module.c      luaopen_tlsrekey_core: metatables, functions, constants
+ *   errors.c      the one place a core status becomes a Lua error object
+ *   context.c     tlsrekey.context{...} and the constructors of connections
+ *   connection.c  connection methods (I/O, rekey, introspection, lifetime)
+ *   events.c      the event callback: from the core into a Lua function
+ */
+#ifndef TLSREKEY_LUA_SHIM_H
+#define TLSREKEY_LUA_SHIM_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "tlsrekey.h"
+
+#define LTRK_CONTEXT_MT "tlsrekey.context"
+#define LTRK_CONNECTION_MT "tlsrekey.connection"
+#define LTRK_ERROR_MT "tlsrekey.error"
+
+/* A context userdata: owns one core reference. */
+typedef struct ltrk_context {
+    trk_ctx *ctx; /* NULL once collected */
+} ltrk_context;
+
+/*
+ * User values of a connection userdata (lua_newuserdatauv). They are what keeps
+ * the owners alive, whatever order the collector picks:
+ */
+enum {
+    LTRK_UV_CONTEXT = 1, /* the context userdata */
+    LTRK_UV_SOCKET,      /* the wrapped LuaSocket object (never closed by us), or nil */
+    LTRK_UV_EVENT_FN,    /* the on_event function, or nil */
+    LTRK_UV_PEER,        /* the other end of a pair: the core drives it from inside
+                            our calls, so it must live as long as we do */
+    LTRK_UV_COUNT = LTRK_UV_PEER
+};
+
+/* A connection userdata. */
+typedef struct ltrk_connection {
+    trk_conn *conn;                /* NULL once closed */
+    trk_role role;                 /* remembered for __tostring after close */
+    struct ltrk_connection *peer;  /* the other end of a pair (kept alive by
+                                      LTRK_UV_PEER), cleared when either closes */
+    /* Set only while a core call runs on this connection or its peer: */
+    lua_State *L;                  /* the thread making the call */
+    int fn_index;                  /* stack index of the event function, 0 if none */
+    int busy;                      /* re-entry from an event callback is refused */
+    int parked_ref;                /* an error raised by the event function, parked
+                                      in the registry until the core call returns */
+} ltrk_connection;
+
+/* errors.c */
+/* Pushes the error object for a failed core call (a table with the shared
+ * LTRK_ERROR_MT metatable). */
+void ltrk_push_error(lua_State *L, trk_status status, const trk_error *err);
+/* Raises it. TRK_ARG becomes luaL_argerror(L, arg, message) when arg > 0. */
+int ltrk_raise(lua_State *L, trk_status status, const trk_error *err, int arg);
+/* Raises a shim-detected error of `status` with a short reason and sentence. */
+int ltrk_raise_status(lua_State *L, trk_status status, const char *reason,
+                      const char *message);
+void ltrk_errors_open(lua_State *L);
+
+/* context.c */
+ltrk_context *ltrk_check_context(lua_State *L, int idx);
+int ltrk_context_new(lua_State *L);     /* tlsrekey.context{...} */
+void ltrk_context_open(lua_State *L);
+
+/* connection.c */
+/* Pushes a new, not yet opened connection userdata (conn NULL) holding the context
+ * at ctx_idx. The caller then opens the core connection straight into ->conn, so a
+ * core connection is never without an owner that the collector will finalise. */
+ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx);
+int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
+void ltrk_connection_open(lua_State *L);
+
+/* events.c */
+/* Makes the core call `fn` on the connection at stack index 1's event function.
+ * ltrk_call_enter prepares self (and its pair peer) before a core call;
+ * ltrk_call_leave undoes it and, if the call returned TRK_CALLBACK, raises the
+ * parked error. */
+void ltrk_call_enter(lua_State *L, ltrk_connection *self);
+void ltrk_call_leave(lua_State *L, ltrk_connection *self);
+int ltrk_raise_parked(lua_State *L, ltrk_connection *self);
+void ltrk_release_parked(lua_State *L, ltrk_connection *self);
+int ltrk_on_event(lua_State *L);        /* conn:on_event(fn) */
+
+/* Options tables: raises "bad argument #arg to '<fname>' (unknown option 'x')"
+ * for any string key not in the NULL-terminated `known`. */
+void ltrk_check_options(lua_State *L, int arg, const char *const known[]);
+
+#endif
