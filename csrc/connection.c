@@ -1,0 +1,552 @@
+/*
+ * connection.c - trk_conn: creation over the three transports (socket, memory,
+ * in-process pair), the loop that drives one SSL_* step through a transport, close.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+/* Each direction of an in-process pair buffers this much; a full TLS record
+ * (16 KiB plus overhead) fits, so bulk writes rarely have to wait for the peer. */
+#define PAIR_BUFFER (64 * 1024)
+/* Bound on ping-pong rounds inside one call on a pair: a handshake needs a few;
+ * more means neither end can progress. */
+#define PAIR_MAX_ROUNDS 10000
+
+static int is_ip_literal(const char *name)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+/* Common part of every constructor: the SSL object, role, host name, callbacks. */
+static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn **out,
+                           trk_error *err)
+{
+    ERR_clear_error();
+    *out = NULL;
+    if (ctx == NULL)
+        return trk__fail(err, TRK_ARG, "no context", "a context is required");
+    if (ctx->role == TRK_CLIENT && ctx->check_hostname &&
+        (SSL_CTX_get_verify_mode(ctx->ssl_ctx) & SSL_VERIFY_PEER) &&
+        (server_hostname == NULL || server_hostname[0] == '\0'))
+        return trk__fail(err, TRK_ARG, "server_hostname required",
+                         "this client context checks host names: give a "
+                         "server_hostname (or turn check_hostname off)");
+    trk_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return trk__fail(err, TRK_NOMEM, "out of memory",
+                         "cannot allocate a connection");
+    c->ssl = SSL_new(ctx->ssl_ctx);
+    if (c->ssl == NULL) {
+        free(c);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create an SSL object");
+    }
+    c->ctx = ctx;
+    trk_ctx_up_ref(ctx);
+    c->role = ctx->role;
+    c->fd = -1;
+    c->timeout = TRK_TIMEOUT_NONE;
+    if (c->role == TRK_CLIENT) {
+        SSL_set_connect_state(c->ssl);
+        if (server_hostname != NULL && server_hostname[0] != '\0') {
+            int ip = is_ip_literal(server_hostname);
+            /* RFC 6066: SNI carries host names, never address literals. */
+            if (!ip && !SSL_set_tlsext_host_name(c->ssl, server_hostname)) {
+                trk_conn_free(c);
+                return trk__fail_openssl(err, TRK_ARG, NULL,
+                                         "invalid server_hostname '%.100s'",
+                                         server_hostname);
+            }
+            if (ctx->check_hostname) {
+                X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+                X509_VERIFY_PARAM_set_hostflags(param,
+                                                X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_hostname)
+                            : X509_VERIFY_PARAM_set1_host(param, server_hostname, 0);
+                if (!ok) {
+                    trk_conn_free(c);
+                    return trk__fail_openssl(err, TRK_ARG, NULL,
+                                             "invalid server_hostname '%.100s'",
+                                             server_hostname);
+                }
+            }
+        }
+    } else {
+        SSL_set_accept_state(c->ssl);
+    }
+    trk__events_attach(c);
+    *out = c;
+    return TRK_OK;
+}
+
+trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
+                           const char *server_hostname, trk_conn **out,
+                           trk_error *err)
+{
+    if (fd < 0) {
+        *out = NULL;
+        return trk__fail(err, TRK_ARG, "invalid fd", "invalid file descriptor %d", fd);
+    }
+    trk_conn *c;
+    trk_status st = conn_new(ctx, server_hostname, &c, err);
+    if (st != TRK_OK)
+        return st;
+    c->transport = TRK_T_FD;
+    c->fd = fd;
+    if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
+        trk_conn_free(c);
+        return st;
+    }
+    if (!SSL_set_fd(c->ssl, fd)) { /* the socket BIO does not close the fd */
+        trk_conn_free(c);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot attach the socket");
+    }
+    *out = c;
+    return TRK_OK;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Milliseconds left before `deadline` for poll(): -1 for no deadline. */
+static int remaining_ms(double deadline)
+{
+    if (deadline < 0)
+        return -1;
+    double left = deadline - now_seconds();
+    if (left <= 0)
+        return 0;
+    return left > 2e6 ? 2000000000 : (int)(left * 1000.0 + 0.999);
+}
+
+/* Waits for fd to become readable/writable: 1 ready, 0 timed out, -1 errno. */
+static int wait_fd(int fd, int for_write, double deadline)
+{
+    struct pollfd p = {.fd = fd, .events = for_write ? POLLOUT : POLLIN};
+    for (;;) {
+        int r = poll(&p, 1, remaining_ms(deadline));
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static int connect_one(const struct addrinfo *ai, double deadline, int *out)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return errno;
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            int e = errno;
+            close(fd);
+            return e;
+        }
+        int r = wait_fd(fd, 1, deadline);
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        if (r == 0)
+            soerr = ETIMEDOUT;
+        else if (r < 0)
+            soerr = errno;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+            soerr = errno;
+        if (soerr != 0) {
+            close(fd);
+            return soerr;
+        }
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *out = fd;
+    return 0;
+}
+
+trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double timeout,
+                                const char *server_hostname, trk_conn **out,
+                                trk_error *err)
+{
+    ERR_clear_error();
+    *out = NULL;
+    if (host == NULL || host[0] == '\0')
+        return trk__fail(err, TRK_ARG, "invalid host", "a host name is required");
+    if (port <= 0 || port > 65535)
+        return trk__fail(err, TRK_ARG, "invalid port",
+                         "port must be between 1 and 65535, not %d", port);
+    if (timeout < 0 && timeout != TRK_TIMEOUT_NONE)
+        return trk__fail(err, TRK_ARG, "invalid timeout",
+                         "timeout must be None/nil, 0 or positive");
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0) {
+        trk__fail(err, TRK_SYSCALL, "name resolution failed",
+                  "cannot resolve '%.100s': %s", host, gai_strerror(gai));
+        return TRK_SYSCALL;
+    }
+    double deadline = timeout > 0 ? now_seconds() + timeout : -1;
+    int fd = -1, last = 0;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+        last = connect_one(ai, deadline, &fd);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        trk_status st = last == ETIMEDOUT && timeout > 0 ? TRK_TIMEOUT : TRK_SYSCALL;
+        trk__fail(err, st, strerror(last), "cannot connect to %.100s:%d: %s", host, port,
+                  strerror(last));
+        if (err != NULL)
+            err->sys_errno = last;
+        return st;
+    }
+    trk_status st = trk_conn_new_fd(ctx, fd, timeout,
+                                    server_hostname ? server_hostname : host, out, err);
+    if (st != TRK_OK) {
+        close(fd);
+        return st;
+    }
+    (*out)->owns_fd = 1;
+    return TRK_OK;
+}
+
+int trk_conn_fd(const trk_conn *conn)
+{
+    return conn->ssl != NULL ? conn->fd : -1;
+}
+
+trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
+{
+    ERR_clear_error();
+    if (timeout != timeout || (timeout < 0 && timeout != TRK_TIMEOUT_NONE))
+        return trk__fail(err, TRK_ARG, "invalid timeout",
+                         "timeout must be None/nil (block), 0 (non-blocking) or a "
+                         "positive number of seconds");
+    conn->timeout = timeout;
+    return TRK_OK;
+}
+
+double trk_conn_timeout(const trk_conn *conn)
+{
+    return conn->timeout;
+}
+
+trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
+                               trk_conn **out, trk_error *err)
+{
+    trk_conn *c;
+    trk_status st = conn_new(ctx, server_hostname, &c, err);
+    if (st != TRK_OK)
+        return st;
+    c->transport = TRK_T_MEMORY;
+    c->in_bio = BIO_new(BIO_s_mem());
+    c->out_bio = BIO_new(BIO_s_mem());
+    if (c->in_bio == NULL || c->out_bio == NULL) {
+        BIO_free(c->in_bio);
+        BIO_free(c->out_bio);
+        c->in_bio = c->out_bio = NULL;
+        trk_conn_free(c);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create memory BIOs");
+    }
+    BIO_set_mem_eof_return(c->in_bio, -1); /* empty means "later", not EOF */
+    SSL_set_bio(c->ssl, c->in_bio, c->out_bio);
+    *out = c;
+    return TRK_OK;
+}
+
+static trk_status need_memory(trk_conn *conn, const char *op, trk_error *err)
+{
+    ERR_clear_error();
+    if (conn == NULL || conn->ssl == NULL)
+        return trk__fail(err, TRK_STATE, "connection is closed",
+                         "%s: the connection is closed", op);
+    /* A failed connection may still be fed and drained: its alert is worth sending. */
+    if (conn->transport != TRK_T_MEMORY)
+        return trk__fail(err, TRK_STATE, "not a memory connection",
+                         "%s: only memory-transport connections take this call", op);
+    return TRK_OK;
+}
+
+trk_status trk_conn_feed(trk_conn *conn, const void *data, size_t len, trk_error *err)
+{
+    trk_status st = need_memory(conn, "feed", err);
+    if (st != TRK_OK)
+        return st;
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        int w = BIO_write(conn->in_bio, data, chunk);
+        if (w <= 0)
+            return trk__fail_openssl(err, TRK_NOMEM, NULL, "feed: cannot buffer data");
+        data = (const char *)data + w;
+        len -= (size_t)w;
+    }
+    return TRK_OK;
+}
+
+trk_status trk_conn_feed_eof(trk_conn *conn, trk_error *err)
+{
+    trk_status st = need_memory(conn, "feed_eof", err);
+    if (st != TRK_OK)
+        return st;
+    BIO_set_mem_eof_return(conn->in_bio, 0);
+    return TRK_OK;
+}
+
+size_t trk_conn_outgoing(const trk_conn *conn)
+{
+    if (conn->ssl == NULL || conn->transport != TRK_T_MEMORY)
+        return 0;
+    return BIO_ctrl_pending(conn->out_bio);
+}
+
+trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                          trk_error *err)
+{
+    *n = 0;
+    trk_status st = need_memory(conn, "drain", err);
+    if (st != TRK_OK)
+        return st;
+    size_t avail = BIO_ctrl_pending(conn->out_bio);
+    if (avail == 0 || cap == 0)
+        return TRK_OK;
+    int want = (int)(avail < cap ? avail : cap);
+    if (want < 0)
+        want = 1 << 30;
+    int r = BIO_read(conn->out_bio, buf, want);
+    if (r > 0)
+        *n = (size_t)r;
+    ERR_clear_error();
+    return TRK_OK;
+}
+
+trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
+                        const char *server_hostname, trk_conn **client,
+                        trk_conn **server, trk_error *err)
+{
+    *client = *server = NULL;
+    if (client_ctx == NULL || server_ctx == NULL || client_ctx->role != TRK_CLIENT ||
+        server_ctx->role != TRK_SERVER)
+        return trk__fail(err, TRK_ARG, "invalid contexts",
+                         "a pair needs a client context and a server context");
+    trk_conn *c, *s;
+    trk_status st = conn_new(client_ctx, server_hostname, &c, err);
+    if (st != TRK_OK)
+        return st;
+    if ((st = conn_new(server_ctx, NULL, &s, err)) != TRK_OK) {
+        trk_conn_free(c);
+        return st;
+    }
+    BIO *cb = NULL, *sb = NULL;
+    if (!BIO_new_bio_pair(&cb, PAIR_BUFFER, &sb, PAIR_BUFFER)) {
+        trk_conn_free(c);
+        trk_conn_free(s);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create a BIO pair");
+    }
+    SSL_set_bio(c->ssl, cb, cb);
+    SSL_set_bio(s->ssl, sb, sb);
+    c->transport = s->transport = TRK_T_PAIR;
+    c->peer = s;
+    s->peer = c;
+    /* The client's handshake moves the server along; the server then reads the
+     * client's last flight so that both ends are complete when we return. */
+    st = trk_conn_do_handshake(c, err);
+    if (st == TRK_OK)
+        st = trk_conn_do_handshake(s, err);
+    if (st != TRK_OK) {
+        /* The failing end may be either; report what the caller saw. */
+        trk_conn_free(c);
+        trk_conn_free(s);
+        return st;
+    }
+    *client = c;
+    *server = s;
+    return TRK_OK;
+}
+
+trk_conn *trk_conn_peer(const trk_conn *conn)
+{
+    return conn->peer;
+}
+
+static int stash_reserve(trk_conn *c, size_t extra)
+{
+    if (c->stash_off > 0 && c->stash_off == c->stash_len)
+        c->stash_off = c->stash_len = 0;
+    if (c->stash_cap - c->stash_len >= extra)
+        return 1;
+    size_t cap = c->stash_cap ? c->stash_cap : 16384;
+    while (cap - c->stash_len < extra)
+        cap *= 2;
+    unsigned char *p = realloc(c->stash, cap);
+    if (p == NULL)
+        return 0;
+    c->stash = p;
+    c->stash_cap = cap;
+    return 1;
+}
+
+/*
+ * Moves the other end of a pair forward: it reads whatever is waiting for it (the
+ * handshake, renegotiation and KeyUpdate messages are processed and answered inside
+ * SSL_read) and keeps any application data in its stash for its own next read.
+ * Returns 1 if anything moved.
+ */
+static int pump_peer(trk_conn *c)
+{
+    trk_conn *p = c->peer;
+    if (p == NULL || p->ssl == NULL || p->fatal != NULL || p->closed_by_peer)
+        return 0;
+    BIO *mine = SSL_get_rbio(c->ssl), *theirs = SSL_get_rbio(p->ssl);
+    size_t mine_before = BIO_ctrl_pending(mine);
+    size_t theirs_before = BIO_ctrl_pending(theirs);
+    if (theirs_before == 0 && SSL_pending(p->ssl) == 0)
+        return 0;
+    for (;;) {
+        size_t got = 0;
+        if (!stash_reserve(p, 16384))
+            break;
+        errno = 0;
+        int r = SSL_read_ex(p->ssl, p->stash + p->stash_len, 16384, &got);
+        if (r > 0) {
+            p->stash_len += got;
+            continue;
+        }
+        /* Records the peer's own fatal error for its next call; WANT_* ends it. */
+        trk__ssl_status(p, r, errno, "read", NULL);
+        break;
+    }
+    return BIO_ctrl_pending(mine) != mine_before || BIO_ctrl_pending(theirs) != theirs_before;
+}
+
+trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
+                      const char *op, trk_error *err)
+{
+    double deadline = -1;
+    int rounds = 0;
+    if (conn->transport == TRK_T_FD && conn->timeout > 0)
+        deadline = now_seconds() + conn->timeout;
+    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
+        return trk__fail(err, TRK_SYSCALL, "peer freed",
+                         "%s: the other end of this pair was freed", op);
+    for (;;) {
+        errno = 0;
+        int ret = step(conn, arg, n);
+        trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, errno, op, err);
+        if (ret > 0)
+            ERR_clear_error();
+        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE) {
+            if (conn->transport == TRK_T_PAIR && ++rounds < PAIR_MAX_ROUNDS &&
+                pump_peer(conn))
+                continue;
+            if (conn->transport == TRK_T_FD && conn->timeout != 0) {
+                int r = wait_fd(conn->fd, st == TRK_WANT_WRITE, deadline);
+                if (r > 0)
+                    continue;
+                if (r == 0)
+                    return trk__fail(err, TRK_TIMEOUT, "timed out",
+                                     "%s timed out after %g seconds", op, conn->timeout);
+                int e = errno;
+                trk__fail(err, TRK_SYSCALL, strerror(e), "%s: poll failed: %s", op,
+                          strerror(e));
+                if (err != NULL)
+                    err->sys_errno = e;
+                return TRK_SYSCALL;
+            }
+        }
+        if (conn->callback_failed && (st == TRK_OK || st == TRK_WANT_READ ||
+                                      st == TRK_WANT_WRITE || st == TRK_CLOSED)) {
+            conn->callback_failed = 0;
+            return trk__fail(err, TRK_CALLBACK, "callback failed",
+                             "%s: an event callback failed", op);
+        }
+        return st;
+    }
+}
+
+/* The other end of a pair goes away: this end keeps what was already sent to it
+ * (close_notify included), then sees EOF. The BIO pair itself is released here,
+ * because OpenSSL's BIO pair must not be used with its other half freed. */
+static void detach_from_peer(trk_conn *c)
+{
+    trk_conn *p = c->peer;
+    c->peer = NULL;
+    if (p == NULL)
+        return;
+    p->peer = NULL;
+    if (p->ssl == NULL)
+        return;
+    BIO *old = SSL_get_rbio(p->ssl);
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_null());
+    if (in == NULL || out == NULL) {
+        BIO_free(in);
+        BIO_free(out);
+        return; /* cannot happen in practice; SSL_free below still works */
+    }
+    char buf[4096];
+    int r;
+    while ((r = BIO_read(old, buf, sizeof buf)) > 0)
+        BIO_write(in, buf, r);
+    BIO_set_mem_eof_return(in, 0);
+    SSL_set_bio(p->ssl, in, out); /* frees the old end of the BIO pair */
+    ERR_clear_error();
+}
+
+void trk_conn_close(trk_conn *conn)
+{
+    if (conn == NULL || conn->ssl == NULL)
+        return;
+    if (conn->transport == TRK_T_PAIR)
+        detach_from_peer(conn);
+    SSL_free(conn->ssl);
+    conn->ssl = NULL;
+    conn->in_bio = conn->out_bio = NULL; /* owned by the SSL */
+    if (conn->owns_fd && conn->fd >= 0)
+        close(conn->fd);
+    conn->fd = -1;
+    free(conn->stash);
+    conn->stash = NULL;
+    conn->stash_len = conn->stash_off = conn->stash_cap = 0;
+    ERR_clear_error();
+}
+
+void trk_conn_free(trk_conn *conn)
+{
+    if (conn == NULL)
+        return;
+    trk_conn_close(conn);
+    free(conn->fatal);
+    trk_ctx_free(conn->ctx);
+    free(conn);
+}
+
+trk_ctx *trk_conn_ctx(const trk_conn *conn)
+{
+    return conn->ctx;
+}
+
+trk_role trk_conn_role(const trk_conn *conn)
+{
+    return conn->role;
+}

@@ -1,0 +1,463 @@
+/*
+ * context.c - trk_ctx: an SSL_CTX with safe defaults and a reference count.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+/* Never prompt on a terminal for a key passphrase: a binding must not hang. */
+static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
+{
+    (void)buf, (void)size, (void)rwflag, (void)userdata;
+    return 0;
+}
+
+static void keylog_line(const SSL *ssl, const char *line)
+{
+    trk_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (ctx == NULL || ctx->keylog == NULL)
+        return;
+    BIO_printf(ctx->keylog, "%s\n", line);
+    (void)BIO_flush(ctx->keylog);
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    trk_ctx *ctx = arg;
+    unsigned char *sel = NULL;
+    (void)ssl;
+    if (ctx->alpn == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&sel, outlen, ctx->alpn, (unsigned int)ctx->alpn_len, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
+{
+    ERR_clear_error();
+    *out = NULL;
+    if (role != TRK_CLIENT && role != TRK_SERVER)
+        return trk__fail(err, TRK_ARG, "invalid role", "role must be client or server");
+    trk_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return trk__fail(err, TRK_NOMEM, "out of memory", "cannot allocate a context");
+    ctx->ssl_ctx = SSL_CTX_new(role == TRK_CLIENT ? TLS_client_method()
+                                                  : TLS_server_method());
+    if (ctx->ssl_ctx == NULL) {
+        free(ctx);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create an SSL_CTX");
+    }
+    ctx->role = role;
+    ctx->refs = 1;
+    SSL_CTX *s = ctx->ssl_ctx;
+    SSL_CTX_set_app_data(s, ctx);
+    SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
+    SSL_CTX_set_mode(s, SSL_MODE_AUTO_RETRY | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Insecure legacy renegotiation is never allowed, in either role. */
+    SSL_CTX_clear_options(s, SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION |
+                                 SSL_OP_LEGACY_SERVER_CONNECT);
+    SSL_CTX_set_default_passwd_cb(s, no_passphrase);
+    if (role == TRK_CLIENT) {
+        SSL_CTX_set_verify(s, SSL_VERIFY_PEER, NULL);
+        ctx->check_hostname = 1;
+    } else {
+        SSL_CTX_set_verify(s, SSL_VERIFY_NONE, NULL);
+        static const unsigned char sid[] = "tlsrekey";
+        SSL_CTX_set_session_id_context(s, sid, sizeof sid - 1);
+        SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
+    }
+    ERR_clear_error();
+    *out = ctx;
+    return TRK_OK;
+}
+
+void trk_ctx_up_ref(trk_ctx *ctx)
+{
+    ctx->refs++;
+}
+
+void trk_ctx_free(trk_ctx *ctx)
+{
+    if (ctx == NULL || --ctx->refs > 0)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    BIO_free(ctx->keylog);
+    free(ctx->alpn);
+    free(ctx);
+    ERR_clear_error();
+}
+
+trk_role trk_ctx_role(const trk_ctx *ctx)
+{
+    return ctx->role;
+}
+
+static const struct {
+    const char *name;
+    int version;
+} versions[] = {
+    {"TLSv1", TLS1_VERSION},
+    {"TLSv1.1", TLS1_1_VERSION},
+    {"TLSv1.2", TLS1_2_VERSION},
+    {"TLSv1.3", TLS1_3_VERSION},
+};
+
+static trk_status parse_version(const char *name, int *version, trk_error *err)
+{
+    if (name == NULL) {
+        *version = 0;
+        return TRK_OK;
+    }
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
+        if (strcmp(versions[i].name, name) == 0) {
+            *version = versions[i].version;
+            return TRK_OK;
+        }
+    return trk__fail(err, TRK_ARG, "unknown version",
+                     "unknown TLS version '%.40s' (expected TLSv1.2 or TLSv1.3; "
+                     "TLSv1 and TLSv1.1 where OpenSSL allows them)",
+                     name);
+}
+
+static trk_status set_version(trk_ctx *ctx, const char *name, int is_max,
+                              trk_error *err)
+{
+    int v;
+    trk_status st = parse_version(name, &v, err);
+    if (st != TRK_OK)
+        return st;
+    int lo = is_max ? (int)SSL_CTX_get_min_proto_version(ctx->ssl_ctx) : v;
+    int hi = is_max ? v : (int)SSL_CTX_get_max_proto_version(ctx->ssl_ctx);
+    if (lo != 0 && hi != 0 && lo > hi)
+        return trk__fail(err, TRK_ARG, "min version above max version",
+                         "the minimum TLS version is above the maximum");
+    int ok = is_max ? SSL_CTX_set_max_proto_version(ctx->ssl_ctx, v)
+                    : SSL_CTX_set_min_proto_version(ctx->ssl_ctx, v);
+    if (!ok)
+        return trk__fail_openssl(err, TRK_ARG, NULL, "cannot set the %s version",
+                                 is_max ? "maximum" : "minimum");
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_min_version(trk_ctx *ctx, const char *name, trk_error *err)
+{
+    ERR_clear_error();
+    return set_version(ctx, name, 0, err);
+}
+
+trk_status trk_ctx_set_max_version(trk_ctx *ctx, const char *name, trk_error *err)
+{
+    ERR_clear_error();
+    return set_version(ctx, name, 1, err);
+}
+
+static BIO *pem_bio(const char *data, size_t len)
+{
+    if (len > INT32_MAX)
+        return NULL;
+    return BIO_new_mem_buf(data, (int)len);
+}
+
+trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
+                                   int is_pem, trk_error *err)
+{
+    ERR_clear_error();
+    if (data == NULL)
+        return trk__fail(err, TRK_ARG, "no certificate", "no certificate given");
+    if (!is_pem) {
+        if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, data) != 1)
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot load the certificate file '%.200s'", data);
+        ERR_clear_error();
+        return TRK_OK;
+    }
+    BIO *bio = pem_bio(data, len);
+    if (bio == NULL)
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot read the certificate");
+    X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL);
+    if (leaf == NULL || SSL_CTX_use_certificate(ctx->ssl_ctx, leaf) != 1) {
+        X509_free(leaf);
+        BIO_free(bio);
+        return trk__fail_openssl(err, TRK_ARG, NULL,
+                                 "cannot load the certificate from PEM");
+    }
+    X509_free(leaf);
+    SSL_CTX_clear_chain_certs(ctx->ssl_ctx);
+    X509 *extra;
+    while ((extra = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx->ssl_ctx, extra) != 1) {
+            X509_free(extra);
+            BIO_free(bio);
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot add a chain certificate from PEM");
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the end of the PEM stream ("no start line") is expected */
+    return TRK_OK;
+}
+
+trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
+                                   int is_pem, trk_error *err)
+{
+    ERR_clear_error();
+    if (data == NULL)
+        return trk__fail(err, TRK_ARG, "no key", "no private key given");
+    if (!is_pem) {
+        if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, data, SSL_FILETYPE_PEM) != 1)
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot load the private key file '%.200s'", data);
+    } else {
+        BIO *bio = pem_bio(data, len);
+        if (bio == NULL)
+            return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot read the key");
+        EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+        BIO_free(bio);
+        if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx->ssl_ctx, pkey) != 1) {
+            EVP_PKEY_free(pkey);
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot load the private key from PEM");
+        }
+        EVP_PKEY_free(pkey);
+    }
+    if (SSL_CTX_get0_certificate(ctx->ssl_ctx) != NULL &&
+        SSL_CTX_check_private_key(ctx->ssl_ctx) != 1)
+        return trk__fail_openssl(err, TRK_ARG, NULL,
+                                 "the private key does not match the certificate");
+    ERR_clear_error();
+    return TRK_OK;
+}
+
+trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,
+                               const char *capath, trk_error *err)
+{
+    ERR_clear_error();
+    if (data != NULL && is_pem) {
+        BIO *bio = pem_bio(data, len);
+        if (bio == NULL)
+            return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot read the CA PEM");
+        STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(bio, NULL, no_passphrase,
+                                                            NULL);
+        BIO_free(bio);
+        if (infos == NULL)
+            return trk__fail_openssl(err, TRK_ARG, NULL, "cannot parse the CA PEM");
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
+        int added = 0;
+        for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+            X509_INFO *info = sk_X509_INFO_value(infos, i);
+            if (info->x509 != NULL && X509_STORE_add_cert(store, info->x509) == 1)
+                added++;
+        }
+        sk_X509_INFO_pop_free(infos, X509_INFO_free);
+        if (added == 0)
+            return trk__fail(err, TRK_ARG, "no certificate in CA PEM",
+                             "the CA PEM holds no certificate");
+        data = NULL;
+    }
+    if (data != NULL || capath != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, data, capath) != 1)
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot load CA certificates from '%.200s'",
+                                     data != NULL ? data : capath);
+    }
+    ERR_clear_error();
+    return TRK_OK;
+}
+
+trk_status trk_ctx_load_default_verify(trk_ctx *ctx, trk_error *err)
+{
+    ERR_clear_error();
+    if (SSL_CTX_set_default_verify_paths(ctx->ssl_ctx) != 1)
+        return trk__fail_openssl(err, TRK_ARG, NULL,
+                                 "cannot load the system trust store");
+    ERR_clear_error();
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_verify(trk_ctx *ctx, trk_verify_mode mode, trk_error *err)
+{
+    ERR_clear_error();
+    int flags;
+    switch (mode) {
+    case TRK_VERIFY_NONE:
+        flags = SSL_VERIFY_NONE;
+        break;
+    case TRK_VERIFY_OPTIONAL:
+        flags = SSL_VERIFY_PEER;
+        break;
+    case TRK_VERIFY_REQUIRED:
+        flags = SSL_VERIFY_PEER;
+        if (ctx->role == TRK_SERVER)
+            flags |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        break;
+    default:
+        return trk__fail(err, TRK_ARG, "invalid verify mode", "unknown verify mode %d",
+                         (int)mode);
+    }
+    SSL_CTX_set_verify(ctx->ssl_ctx, flags, NULL);
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_check_hostname(trk_ctx *ctx, int on, trk_error *err)
+{
+    ERR_clear_error();
+    if (on && ctx->role != TRK_CLIENT)
+        return trk__fail(err, TRK_ARG, "client only",
+                         "check_hostname applies to client contexts only");
+    ctx->check_hostname = on != 0;
+    return TRK_OK;
+}
+
+int trk_ctx_check_hostname(const trk_ctx *ctx)
+{
+    return ctx->check_hostname;
+}
+
+trk_status trk_ctx_set_ciphers(trk_ctx *ctx, const char *list, trk_error *err)
+{
+    ERR_clear_error();
+    if (list == NULL || SSL_CTX_set_cipher_list(ctx->ssl_ctx, list) != 1)
+        return trk__fail_openssl(err, TRK_ARG, NULL, "no usable cipher in '%.100s'",
+                                 list ? list : "");
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_ciphersuites(trk_ctx *ctx, const char *list, trk_error *err)
+{
+    ERR_clear_error();
+    if (list == NULL || SSL_CTX_set_ciphersuites(ctx->ssl_ctx, list) != 1)
+        return trk__fail_openssl(err, TRK_ARG, NULL,
+                                 "no usable TLS 1.3 ciphersuite in '%.100s'",
+                                 list ? list : "");
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_groups(trk_ctx *ctx, const char *list, trk_error *err)
+{
+    ERR_clear_error();
+    if (list == NULL || SSL_CTX_set1_groups_list(ctx->ssl_ctx, list) != 1)
+        return trk__fail_openssl(err, TRK_ARG, NULL, "no usable group in '%.100s'",
+                                 list ? list : "");
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
+                            trk_error *err)
+{
+    ERR_clear_error();
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = protos[i] ? strlen(protos[i]) : 0;
+        if (l == 0 || l > 255)
+            return trk__fail(err, TRK_ARG, "invalid alpn protocol",
+                             "ALPN protocol names must be 1 to 255 bytes long");
+        total += 1 + l;
+    }
+    unsigned char *wire = NULL;
+    if (n > 0) {
+        wire = malloc(total);
+        if (wire == NULL)
+            return trk__fail(err, TRK_NOMEM, "out of memory", "cannot store ALPN");
+        unsigned char *p = wire;
+        for (size_t i = 0; i < n; i++) {
+            size_t l = strlen(protos[i]);
+            *p++ = (unsigned char)l;
+            memcpy(p, protos[i], l);
+            p += l;
+        }
+    }
+    if (ctx->role == TRK_CLIENT &&
+        SSL_CTX_set_alpn_protos(ctx->ssl_ctx, wire, (unsigned int)total) != 0) {
+        free(wire);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot set ALPN");
+    }
+    free(ctx->alpn);
+    ctx->alpn = wire;
+    ctx->alpn_len = total;
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_session_cache(trk_ctx *ctx, int on, trk_error *err)
+{
+    (void)err;
+    ERR_clear_error();
+    SSL_CTX_set_session_cache_mode(ctx->ssl_ctx,
+                                   on ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err)
+{
+    ERR_clear_error();
+    if (n < 0 || n > 64)
+        return trk__fail(err, TRK_ARG, "invalid ticket count",
+                         "num_tickets must be between 0 and 64, not %d", n);
+    SSL_CTX_set_num_tickets(ctx->ssl_ctx, (size_t)n);
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err)
+{
+    ERR_clear_error();
+    BIO *bio = NULL;
+    if (path != NULL) {
+        bio = BIO_new_file(path, "a");
+        if (bio == NULL)
+            return trk__fail_openssl(err, TRK_ARG, NULL,
+                                     "cannot open the key log file '%.200s'", path);
+    }
+    BIO_free(ctx->keylog);
+    ctx->keylog = bio;
+    SSL_CTX_set_keylog_callback(ctx->ssl_ctx, bio ? keylog_line : NULL);
+    return TRK_OK;
+}
+
+static void set_option(SSL_CTX *s, uint64_t opt, int on)
+{
+    if (on)
+        SSL_CTX_set_options(s, opt);
+    else
+        SSL_CTX_clear_options(s, opt);
+}
+
+trk_status trk_ctx_set_renegotiation(trk_ctx *ctx, int allow_client, int none,
+                                     trk_error *err)
+{
+    ERR_clear_error();
+    if (allow_client && none)
+        return trk__fail(err, TRK_ARG, "conflicting renegotiation options",
+                         "allow_client_renegotiation and no_renegotiation exclude "
+                         "each other");
+    set_option(ctx->ssl_ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION, allow_client);
+    set_option(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION, none);
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_ignore_unexpected_eof(trk_ctx *ctx, int on, trk_error *err)
+{
+    (void)err;
+    ERR_clear_error();
+    set_option(ctx->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF, on);
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err)
+{
+    (void)err;
+    ERR_clear_error();
+    if (on)
+        SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    else
+        SSL_CTX_clear_mode(ctx->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    return TRK_OK;
+}

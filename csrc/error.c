@@ -1,0 +1,250 @@
+/*
+ * error.c - the one place where OpenSSL's state becomes a trk_status.
+ *
+ * Capture, then map: each public call starts with an empty OpenSSL error queue
+ * (trk__usable clears it); on failure the queue is moved into the caller's trk_error
+ * and emptied, on success it is emptied too. Nothing stale reaches the next call.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+static const struct {
+    const char *name;
+    const char *message;
+} status_table[TRK_STATUS_COUNT] = {
+    [TRK_OK] = {"ok", "success"},
+    [TRK_WANT_READ] = {"want_read", "the operation needs data from the peer first"},
+    [TRK_WANT_WRITE] = {"want_write", "the operation needs to send data first"},
+    [TRK_CLOSED] = {"closed", "the peer closed the TLS connection (close_notify)"},
+    [TRK_SYSCALL] = {"syscall", "the transport failed"},
+    [TRK_PROTOCOL] = {"protocol", "TLS protocol error"},
+    [TRK_VERIFY] = {"verify", "certificate verification failed"},
+    [TRK_STATE] = {"state", "the call is not valid in the connection's current state"},
+    [TRK_TIMEOUT] = {"timeout", "the operation timed out"},
+    [TRK_ARG] = {"arg", "invalid argument"},
+    [TRK_NOMEM] = {"nomem", "out of memory"},
+    [TRK_CALLBACK] = {"callback", "a callback raised an error"},
+};
+
+const char *trk_status_name(trk_status status)
+{
+    if ((int)status < 0 || status >= TRK_STATUS_COUNT)
+        return NULL;
+    return status_table[status].name;
+}
+
+const char *trk_status_message(trk_status status)
+{
+    if ((int)status < 0 || status >= TRK_STATUS_COUNT)
+        return NULL;
+    return status_table[status].message;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    if (src == NULL)
+        src = "";
+    snprintf(dst, cap, "%s", src);
+}
+
+static void reset(trk_error *err, trk_status status)
+{
+    err->status = status;
+    err->ssl_error = 0;
+    err->sys_errno = 0;
+    err->verify_code = 0;
+    err->library[0] = '\0';
+    err->reason[0] = '\0';
+    err->message[0] = '\0';
+    err->nqueue = 0;
+}
+
+/* Moves the thread's OpenSSL error queue into err; the first (oldest) error gives
+ * library and reason. Returns the first packed error code, 0 if the queue was empty. */
+static unsigned long take_queue(trk_error *err)
+{
+    unsigned long first = 0, code;
+    const char *file, *func, *data;
+    int line, flags;
+
+    while ((code = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+        if (first == 0) {
+            first = code;
+            copy_str(err->library, sizeof err->library, ERR_lib_error_string(code));
+            copy_str(err->reason, sizeof err->reason, ERR_reason_error_string(code));
+            if (err->reason[0] == '\0')
+                snprintf(err->reason, sizeof err->reason, "reason(%d)",
+                         ERR_GET_REASON(code));
+        }
+        if (err->nqueue < TRK_ERROR_QUEUE_MAX) {
+            char text[TRK_ERROR_LINE_MAX];
+            ERR_error_string_n(code, text, sizeof text);
+            if ((flags & ERR_TXT_STRING) && data != NULL && data[0] != '\0')
+                snprintf(err->queue[err->nqueue], TRK_ERROR_LINE_MAX, "%.150s (%.45s)", text,
+                         data);
+            else
+                copy_str(err->queue[err->nqueue], TRK_ERROR_LINE_MAX, text);
+            err->nqueue++;
+        }
+    }
+    return first;
+}
+
+static void vformat(trk_error *err, const char *fmt, va_list ap)
+{
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+}
+
+trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
+                     const char *fmt, ...)
+{
+    ERR_clear_error();
+    if (err == NULL)
+        return status;
+    reset(err, status);
+    copy_str(err->reason, sizeof err->reason, reason);
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reason,
+                             const char *fmt, ...)
+{
+    if (err == NULL) {
+        ERR_clear_error();
+        return status;
+    }
+    reset(err, status);
+    take_queue(err);
+    if (reason != NULL)
+        copy_str(err->reason, sizeof err->reason, reason);
+    char head[TRK_ERROR_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    if (err->reason[0] != '\0')
+        snprintf(err->message, sizeof err->message, "%.190s: %.127s", head,
+                 err->reason);
+    else
+        copy_str(err->message, sizeof err->message, head);
+    return status;
+}
+
+static void remember_fatal(trk_conn *conn, const trk_error *err)
+{
+    if (conn->fatal != NULL)
+        return;
+    conn->fatal = malloc(sizeof *conn->fatal);
+    if (conn->fatal != NULL)
+        *conn->fatal = *err;
+}
+
+trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err)
+{
+    ERR_clear_error();
+    if (err != NULL)
+        *err = *conn->fatal;
+    return conn->fatal->status;
+}
+
+trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err)
+{
+    ERR_clear_error();
+    if (conn == NULL || conn->ssl == NULL)
+        return trk__fail(err, TRK_STATE, "connection is closed",
+                         "%s: the connection is closed", op);
+    if (conn->fatal != NULL)
+        return trk__replay_fatal(conn, err);
+    return TRK_OK;
+}
+
+trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
+                           trk_error *err)
+{
+    int e = SSL_get_error(conn->ssl, ret);
+    trk_error scratch;
+
+    switch (e) {
+    case SSL_ERROR_NONE:
+        ERR_clear_error();
+        return TRK_OK;
+    case SSL_ERROR_WANT_READ:
+        ERR_clear_error();
+        return TRK_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        ERR_clear_error();
+        return TRK_WANT_WRITE;
+    default:
+        break;
+    }
+    if (err == NULL)
+        err = &scratch;
+    reset(err, TRK_PROTOCOL);
+    unsigned long first = take_queue(err);
+    err->ssl_error = e;
+    err->sys_errno = sys_errno;
+
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        conn->closed_by_peer = 1;
+        err->status = TRK_CLOSED;
+        copy_str(err->reason, sizeof err->reason, "close notify");
+        snprintf(err->message, sizeof err->message,
+                 "%s: the peer closed the TLS connection (close_notify)", op);
+        return TRK_CLOSED;
+    }
+
+    if (e == SSL_ERROR_SYSCALL && first == 0) {
+        err->status = TRK_SYSCALL;
+        if (sys_errno != 0) {
+            copy_str(err->reason, sizeof err->reason, strerror(sys_errno));
+            snprintf(err->message, sizeof err->message, "%s: transport failed: %s", op,
+                     strerror(sys_errno));
+        } else {
+            copy_str(err->reason, sizeof err->reason, "unexpected eof while reading");
+            snprintf(err->message, sizeof err->message,
+                     "%s: the peer closed the transport without close_notify "
+                     "(unexpected EOF)",
+                     op);
+        }
+        remember_fatal(conn, err);
+        return TRK_SYSCALL;
+    }
+
+    int lib = ERR_GET_LIB(first), reason = ERR_GET_REASON(first);
+    if (lib == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        /* OpenSSL 3 reports EOF without close_notify as SSL_ERROR_SSL (NOTES 17). */
+        err->status = TRK_SYSCALL;
+        snprintf(err->message, sizeof err->message,
+                 "%s: the peer closed the transport without close_notify "
+                 "(unexpected EOF)",
+                 op);
+    } else if (lib == ERR_LIB_SSL && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        long vr = SSL_get_verify_result(conn->ssl);
+        err->status = TRK_VERIFY;
+        err->verify_code = vr;
+        snprintf(err->message, sizeof err->message,
+                 "%s: certificate verify failed: %s (verify code %ld)", op,
+                 X509_verify_cert_error_string(vr), vr);
+    } else if (first == 0) {
+        copy_str(err->reason, sizeof err->reason, "internal error");
+        snprintf(err->message, sizeof err->message,
+                 "%s: TLS failure with no OpenSSL error (SSL_get_error %d)", op, e);
+    } else {
+        snprintf(err->message, sizeof err->message, "%s: %s (%s)", op, err->reason,
+                 err->library[0] ? err->library : "OpenSSL");
+    }
+    remember_fatal(conn, err);
+    return err->status;
+}

@@ -1,0 +1,166 @@
+/*
+ * events.c - counters and events, taken from OpenSSL's message callback.
+ *
+ * OpenSSL keeps no KeyUpdate counters and its renegotiation counters count only
+ * starts, on the starting side (OPENSSL-NOTES 8, 13); SSL_CB_HANDSHAKE_DONE even fires
+ * on a TLS 1.2 server right after it sends a HelloRequest. So every count here comes
+ * from the messages themselves: a handshake is complete when a Finished has been
+ * both sent and received since the last ClientHello.
+ */
+#include "internal.h"
+
+#include <stddef.h>
+
+#define FIELD(name) {#name, offsetof(trk_stats, name)}
+const trk_stat_field trk_stat_fields[] = {
+    FIELD(key_updates_sent),
+    FIELD(key_updates_received),
+    FIELD(key_update_requests_sent),
+    FIELD(key_update_requests_received),
+    FIELD(renegotiations),
+    FIELD(hello_requests_sent),
+    FIELD(hello_requests_received),
+    FIELD(handshakes),
+    FIELD(alerts_sent),
+    FIELD(alerts_received),
+    FIELD(bytes_written),
+    FIELD(bytes_read),
+    FIELD(records_written),
+    FIELD(records_read),
+    {NULL, 0},
+};
+#undef FIELD
+
+static const char *const event_names[TRK_EV_COUNT] = {
+    [TRK_EV_KEY_UPDATE_SENT] = "key_update_sent",
+    [TRK_EV_KEY_UPDATE_RECEIVED] = "key_update_received",
+    [TRK_EV_HELLO_REQUEST_SENT] = "hello_request_sent",
+    [TRK_EV_HELLO_REQUEST_RECEIVED] = "hello_request_received",
+    [TRK_EV_HANDSHAKE_START] = "handshake_start",
+    [TRK_EV_HANDSHAKE_DONE] = "handshake_done",
+    [TRK_EV_RENEGOTIATION_DONE] = "renegotiation_done",
+    [TRK_EV_ALERT_SENT] = "alert_sent",
+    [TRK_EV_ALERT_RECEIVED] = "alert_received",
+};
+
+const char *trk_event_name(trk_event_type type)
+{
+    if ((int)type < 0 || type >= TRK_EV_COUNT)
+        return NULL;
+    return event_names[type];
+}
+
+void trk_conn_stats(const trk_conn *conn, trk_stats *out)
+{
+    *out = conn->stats;
+}
+
+void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata)
+{
+    conn->event_fn = fn;
+    conn->event_ud = fn != NULL ? userdata : NULL;
+}
+
+static void emit(trk_conn *c, trk_event *ev)
+{
+    if (c->event_fn == NULL)
+        return;
+    ev->name = event_names[ev->type];
+    if (c->event_fn(c->event_ud, c, ev) != 0)
+        c->callback_failed = 1;
+}
+
+static void handshake_message(trk_conn *c, int sent, const unsigned char *p, size_t len)
+{
+    trk_event ev = {0};
+    switch (p[0]) {
+    case SSL3_MT_HELLO_REQUEST:
+        if (sent)
+            c->stats.hello_requests_sent++;
+        else
+            c->stats.hello_requests_received++;
+        ev.type = sent ? TRK_EV_HELLO_REQUEST_SENT : TRK_EV_HELLO_REQUEST_RECEIVED;
+        break;
+    case SSL3_MT_CLIENT_HELLO:
+        c->hs.in_handshake = 1;
+        c->hs.fin_sent = c->hs.fin_recv = 0;
+        ev.type = TRK_EV_HANDSHAKE_START;
+        break;
+    case SSL3_MT_FINISHED:
+        if (!c->hs.in_handshake)
+            return;
+        if (sent)
+            c->hs.fin_sent = 1;
+        else
+            c->hs.fin_recv = 1;
+        if (!(c->hs.fin_sent && c->hs.fin_recv))
+            return;
+        c->hs.in_handshake = 0;
+        c->stats.handshakes++;
+        c->handshake_done = 1;
+        if (c->stats.handshakes > 1) {
+            c->stats.renegotiations++;
+            ev.type = TRK_EV_RENEGOTIATION_DONE;
+        } else {
+            ev.type = TRK_EV_HANDSHAKE_DONE;
+        }
+        break;
+    case SSL3_MT_KEY_UPDATE:
+        /* 4-byte handshake header, then request_update (RFC 8446 4.6.3). */
+        ev.request_update = len > 4 && p[4] == 1;
+        if (sent) {
+            c->stats.key_updates_sent++;
+            c->stats.key_update_requests_sent += (unsigned)ev.request_update;
+        } else {
+            c->stats.key_updates_received++;
+            c->stats.key_update_requests_received += (unsigned)ev.request_update;
+        }
+        ev.type = sent ? TRK_EV_KEY_UPDATE_SENT : TRK_EV_KEY_UPDATE_RECEIVED;
+        break;
+    default:
+        return;
+    }
+    emit(c, &ev);
+}
+
+static void message(int write_p, int version, int content_type, const void *buf,
+                    size_t len, SSL *ssl, void *arg)
+{
+    trk_conn *c = arg;
+    const unsigned char *p = buf;
+    (void)version, (void)ssl;
+    switch (content_type) {
+    case SSL3_RT_HEADER:
+        if (write_p)
+            c->stats.records_written++;
+        else
+            c->stats.records_read++;
+        break;
+    case SSL3_RT_HANDSHAKE:
+        if (len >= 1)
+            handshake_message(c, write_p, p, len);
+        break;
+    case SSL3_RT_ALERT:
+        if (len >= 2) {
+            trk_event ev = {0};
+            if (write_p)
+                c->stats.alerts_sent++;
+            else
+                c->stats.alerts_received++;
+            ev.type = write_p ? TRK_EV_ALERT_SENT : TRK_EV_ALERT_RECEIVED;
+            ev.alert_level = p[0];
+            ev.alert_description = p[1];
+            ev.alert_text = SSL_alert_desc_string_long(p[1]);
+            emit(c, &ev);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void trk__events_attach(trk_conn *conn)
+{
+    SSL_set_msg_callback(conn->ssl, message);
+    SSL_set_msg_callback_arg(conn->ssl, conn);
+}

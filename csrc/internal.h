@@ -1,0 +1,128 @@
+/*
+ * internal.h - what the core's .c files share with each other and nobody else.
+ * Shims never include this file.
+ */
+#ifndef TLSREKEY_INTERNAL_H
+#define TLSREKEY_INTERNAL_H
+
+/* poll(), getaddrinfo(), clock_gettime() under -std=c99 too. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "tlsrekey.h"
+
+#include <openssl/ssl.h>
+
+struct trk_ctx {
+    SSL_CTX *ssl_ctx;
+    trk_role role;
+    int refs;                 /* the caller's, plus one per connection */
+    int check_hostname;
+    unsigned char *alpn;      /* wire format, for the server's selection callback */
+    size_t alpn_len;
+    BIO *keylog;              /* append-mode file, or NULL */
+};
+
+typedef enum trk_transport {
+    TRK_T_FD = 0,
+    TRK_T_MEMORY,
+    TRK_T_PAIR
+} trk_transport;
+
+/* Per-handshake bookkeeping for counting completed handshakes (see events.c). */
+typedef struct trk_hs_track {
+    unsigned in_handshake : 1;  /* a ClientHello went either way; not yet complete */
+    unsigned fin_sent : 1;
+    unsigned fin_recv : 1;
+} trk_hs_track;
+
+struct trk_conn {
+    SSL *ssl;                 /* NULL once closed */
+    trk_ctx *ctx;             /* one reference held */
+    trk_role role;
+    trk_transport transport;
+    int fd;                   /* TRK_T_FD: the socket, else -1 */
+    int owns_fd;              /* opened by trk_conn_new_connect */
+    double timeout;           /* TRK_T_FD only */
+    BIO *out_bio;             /* TRK_T_MEMORY: what drain() empties */
+    BIO *in_bio;              /* TRK_T_MEMORY: what feed() fills */
+    trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
+
+    /* TRK_T_PAIR: application data read while moving this end forward on behalf of
+     * its peer; returned by the next reads before anything else. */
+    unsigned char *stash;
+    size_t stash_len, stash_off, stash_cap;
+
+    trk_error *fatal;         /* set once a fatal error happened: replayed by every
+                                 later call, because OpenSSL may answer the next call
+                                 with SSL_ERROR_SYSCALL and errno 0 (OPENSSL-NOTES 16) */
+    int write_pending;        /* a write returned WANT_WRITE/WANT_READ and must be
+                                 retried before a key update (OPENSSL-NOTES 6) */
+    int handshake_done;       /* the first handshake completed */
+    int sent_shutdown;
+    int closed_by_peer;
+
+    trk_hs_track hs;
+    trk_stats stats;
+
+    trk_event_fn event_fn;
+    void *event_ud;
+    int callback_failed;      /* an event callback returned nonzero during this call */
+};
+
+/* ---- error.c ---- */
+
+/* Fills err (if not NULL) with a status and a formatted sentence, no OpenSSL state;
+ * clears the OpenSSL error queue. Returns status. */
+trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
+                     const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Like trk__fail, but also moves the OpenSSL error queue into err (first library
+ * and reason, all lines) and uses OpenSSL's reason when `reason` is NULL. */
+trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reason,
+                             const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/*
+ * The one place that turns the result of an SSL_* I/O call (handshake, read, write,
+ * shutdown) into a status. `ret` is the call's return, `sys_errno` errno right after
+ * it. WANT_* are returned without touching err. Fatal outcomes are recorded in
+ * conn->fatal. Always leaves the error queue empty.
+ */
+trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
+                           trk_error *err);
+
+/* Copies the remembered fatal error into err and returns its status. */
+trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err);
+
+/* Common entry check: closed -> TRK_STATE, fatal -> replay. TRK_OK to go on. */
+trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err);
+
+/* ---- events.c ---- */
+
+/* Installs the message callback that keeps conn->stats and raises events. */
+void trk__events_attach(trk_conn *conn);
+
+/* ---- connection.c ---- */
+
+/* Runs one SSL_* step through the transport: on a pair it moves the peer forward
+ * and retries; on a blocking fd it polls and retries. */
+typedef int (*trk_ssl_step)(trk_conn *conn, void *arg, size_t *n);
+trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
+                      const char *op, trk_error *err);
+
+/* The negotiated protocol version (TLS1_3_VERSION, ...) or 0 before the handshake. */
+int trk__version(const trk_conn *conn);
+
+#endif /* TLSREKEY_INTERNAL_H */

@@ -1,0 +1,150 @@
+/*
+ * io.c - handshake, read, write, pending, shutdown. Each is one SSL_* step handed to
+ * trk__drive, which moves the transport and maps the result through error.c.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#include <openssl/err.h>
+
+struct io_buf {
+    void *data;
+    size_t len;
+};
+
+static int step_handshake(trk_conn *c, void *arg, size_t *n)
+{
+    (void)arg, (void)n;
+    return SSL_do_handshake(c->ssl);
+}
+
+static int step_read(trk_conn *c, void *arg, size_t *n)
+{
+    struct io_buf *b = arg;
+    return SSL_read_ex(c->ssl, b->data, b->len, n);
+}
+
+static int step_write(trk_conn *c, void *arg, size_t *n)
+{
+    struct io_buf *b = arg;
+    return SSL_write_ex(c->ssl, b->data, b->len, n);
+}
+
+/* SSL_shutdown: 1 done, 0 sent but not yet received; *n carries which. */
+static int step_shutdown(trk_conn *c, void *arg, size_t *n)
+{
+    (void)arg;
+    int r = SSL_shutdown(c->ssl);
+    if (r < 0)
+        return r;
+    *n = (size_t)r;
+    return 1;
+}
+
+trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
+{
+    trk_status st = trk__usable(conn, "handshake", err);
+    if (st != TRK_OK)
+        return st;
+    size_t n = 0;
+    return trk__drive(conn, step_handshake, NULL, &n, "handshake", err);
+}
+
+/* A pair end keeps application data read on behalf of its peer; it comes first. */
+static size_t take_stash(trk_conn *c, void *buf, size_t cap)
+{
+    size_t avail = c->stash_len - c->stash_off;
+    if (avail == 0)
+        return 0;
+    size_t k = avail < cap ? avail : cap;
+    memcpy(buf, c->stash + c->stash_off, k);
+    c->stash_off += k;
+    if (c->stash_off == c->stash_len)
+        c->stash_off = c->stash_len = 0;
+    return k;
+}
+
+trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                         trk_error *err)
+{
+    *n = 0;
+    if (cap == 0 || buf == NULL)
+        return trk__fail(err, TRK_ARG, "invalid size",
+                         "read: the buffer size must be positive");
+    if (conn != NULL && conn->ssl != NULL && (*n = take_stash(conn, buf, cap)) > 0) {
+        ERR_clear_error();
+        conn->stats.bytes_read += *n;
+        return TRK_OK;
+    }
+    trk_status st = trk__usable(conn, "read", err);
+    if (st != TRK_OK)
+        return st;
+    struct io_buf b = {buf, cap};
+    st = trk__drive(conn, step_read, &b, n, "read", err);
+    if (st == TRK_OK)
+        conn->stats.bytes_read += *n;
+    else
+        *n = 0;
+    return st;
+}
+
+trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                          trk_error *err)
+{
+    static const char nothing[1];
+    *n = 0;
+    trk_status st = trk__usable(conn, "write", err);
+    if (st != TRK_OK)
+        return st;
+    if (buf == NULL && len > 0)
+        return trk__fail(err, TRK_ARG, "invalid buffer", "write: no data buffer");
+    if (conn->sent_shutdown)
+        return trk__fail(err, TRK_STATE, "protocol is shutdown",
+                         "write: the connection was shut down (close_notify sent)");
+    struct io_buf b = {(void *)(buf != NULL ? buf : nothing), len};
+    st = trk__drive(conn, step_write, &b, n, "write", err);
+    if (st == TRK_OK || st == TRK_CALLBACK) {
+        conn->write_pending = 0;
+        conn->stats.bytes_written += *n;
+    } else if (st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT) {
+        conn->write_pending = 1;
+        *n = 0;
+    }
+    return st;
+}
+
+size_t trk_conn_pending(const trk_conn *conn)
+{
+    if (conn == NULL || conn->ssl == NULL)
+        return 0;
+    return (conn->stash_len - conn->stash_off) + (size_t)SSL_pending(conn->ssl);
+}
+
+trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
+{
+    *complete = 0;
+    trk_status st = trk__usable(conn, "shutdown", err);
+    if (st != TRK_OK)
+        return st;
+    if (!conn->handshake_done)
+        return trk__fail(err, TRK_STATE, "shutdown while in init",
+                         "shutdown: the handshake has not completed");
+    size_t n = 0;
+    /* A scheduled key update or an unfinished renegotiation keeps OpenSSL "in init",
+     * where SSL_shutdown refuses ("shutdown while in init"): finish it first. */
+    if (SSL_in_init(conn->ssl) && !conn->sent_shutdown) {
+        st = trk__drive(conn, step_handshake, NULL, &n, "shutdown", err);
+        if (st != TRK_OK)
+            return st;
+    }
+    st = trk__drive(conn, step_shutdown, NULL, &n, "shutdown", err);
+    if (st == TRK_OK || st == TRK_CALLBACK) {
+        conn->sent_shutdown = 1;
+        *complete = n == 1;
+    } else if (st == TRK_WANT_READ && conn->sent_shutdown) {
+        /* close_notify went out earlier; the peer's has not arrived yet. */
+        st = TRK_OK;
+    }
+    return st;
+}
