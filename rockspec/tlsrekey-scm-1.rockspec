@@ -1,0 +1,44 @@
+-- luarocks --lua-version 5.4 make rockspec/tlsrekey-scm-1.rockspec
+package = "tlsrekey"
+version = "scm-1"
+source = {
+   url = "git+file:///work/main", -- replaced by the project's public address on release
+   branch = "main",
+}
+description = {
+   summary = "TLS connections with TLS 1.3 key update and TLS 1.2 renegotiation",
+   detailed = [[
+tlsrekey gives Lua programs TLS connection objects on OpenSSL 3 with the rekeying
+calls no other binding offers: key_update, get_key_update_type, renegotiate,
+renegotiate_abbreviated, renegotiate_pending, with counters and events, over
+sockets (LuaSocket objects or fds), memory transports or an in-process pair.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.4",
+}
+external_dependencies = {
+   OPENSSL = {
+      header = "openssl/ssl.h",
+   },
+}
+build = {
+   type = "builtin",
+   modules = {
+      tlsrekey = "lua/tlsrekey.lua",
+      ["tlsrekey.core"] = {
+         -- The shim and the shared core (builtin takes no wildcards: keep in step
+         -- with lua/src/ and csrc/).
+         sources = {
+            "lua/src/module.c", "lua/src/errors.c", "lua/src/context.c",
+            "lua/src/connection.c", "lua/src/events.c",
+            "csrc/connection.c", "csrc/context.c", "csrc/error.c", "csrc/events.c",
+            "csrc/info.c", "csrc/io.c", "csrc/rekey.c", "csrc/testcert.c",
+         },
+         incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
+         libdirs = { "$(OPENSSL_LIBDIR)" },
+         libraries = { "ssl", "crypto" },
+      },
+   },
+}
