@@ -1,0 +1,147 @@
+# tlsrekey: build, test and demo. `make help` lists the targets.
+#
+# Three things are built from the one core in csrc/:
+#   build/c/test_*                      the C core tests (tests/c/test_*.c + csrc/*.c)
+#   python/tlsrekey/_tlsrekey*.so       the Python extension, in place (setup.py)
+#   build/lua/tlsrekey/core.so          the Lua module tlsrekey.core
+# and, for `make test`, the same three under AddressSanitizer + UBSan in build/asan/.
+# An edit to csrc/ rebuilds all of them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+.DELETE_ON_ERROR:
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+PYTHON3 ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+LUA ?= lua5.4
+LUA_INC ?= /usr/include/lua5.4
+LIBS := -lssl -lcrypto
+
+WARN := -Wall -Wextra
+# The core is warning-free, so warnings stay errors in our own build of it (only
+# here: setup.py and the rockspec build for users with whatever compiler they have).
+CORE_WERROR ?= -Werror
+OPT := -O2 -g
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
+SAN_LD := -fsanitize=address,undefined
+
+CORE_SRC := $(wildcard csrc/*.c)
+CORE_HDR := $(wildcard csrc/*.h)
+CORE_OBJ := $(CORE_SRC:csrc/%.c=build/obj/%.o)
+CORE_OBJ_ASAN := $(CORE_SRC:csrc/%.c=build/asan/obj/%.o)
+
+# tests/c: each test_*.c is one program; any other .c there is a helper linked into
+# every test program; headers there are shared too.
+C_TEST_SRC := $(wildcard tests/c/test_*.c)
+C_HELPER_SRC := $(filter-out $(C_TEST_SRC),$(wildcard tests/c/*.c))
+C_TEST_HDR := $(wildcard tests/c/*.h)
+C_TESTS := $(C_TEST_SRC:tests/c/%.c=build/c/%)
+C_TESTS_ASAN := $(C_TEST_SRC:tests/c/%.c=build/asan/c/%)
+
+EXT_SUFFIX := $(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+PY_SHIM := $(wildcard python/src/*.c python/src/*.h)
+PY_PKG := $(wildcard python/tlsrekey/*.py python/tlsrekey/*.pyi python/tlsrekey/py.typed)
+PY_EXT := python/tlsrekey/_tlsrekey$(EXT_SUFFIX)
+PY_EXT_ASAN := build/asan/python/tlsrekey/_tlsrekey$(EXT_SUFFIX)
+
+LUA_SHIM_SRC := $(wildcard lua/src/*.c)
+LUA_SHIM := $(LUA_SHIM_SRC) $(wildcard lua/src/*.h)
+LUA_MOD := build/lua/tlsrekey/core.so
+LUA_MOD_ASAN := build/asan/lua/tlsrekey/core.so
+
+DEPS_STAMP := $(VENV)/.deps-stamp
+
+.PHONY: help deps build build-c build-python build-lua build-asan build-asan-c \
+        build-asan-python build-asan-lua test demo clean
+
+help:
+	@cat scripts/README-make.txt
+
+# --- dependencies -----------------------------------------------------------
+
+# Debian packages (checked every time, installed only when missing), then the venv
+# (filled once, again only when scripts/requirements-dev.txt changes).
+deps: $(DEPS_STAMP)
+	@scripts/deps.sh
+
+$(DEPS_STAMP): scripts/requirements-dev.txt scripts/deps.sh
+	scripts/deps.sh --venv
+	@touch $@
+
+# --- the normal build -------------------------------------------------------
+
+build: build-c build-python build-lua
+
+build/obj/%.o: csrc/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(OPT) -fPIC $(WARN) $(CORE_WERROR) -Icsrc -c $< -o $@
+
+build-c: $(C_TESTS)
+
+build/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(OPT) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ) $(LIBS) -o $@
+
+build-python: $(PY_EXT)
+
+$(PY_EXT): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) setup.py | $(DEPS_STAMP)
+	$(VPY) setup.py -q build_ext --inplace --force
+
+build-lua: $(LUA_MOD)
+
+$(LUA_MOD): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC $(OPT) $(WARN) -Icsrc -I$(LUA_INC) $(LUA_SHIM_SRC) $(CORE_SRC) $(LIBS) -o $@
+
+# --- the same under AddressSanitizer + UndefinedBehaviorSanitizer -----------
+
+build-asan: build-asan-c build-asan-python build-asan-lua
+
+build-asan-c: $(C_TESTS_ASAN)
+
+build/asan/obj/%.o: csrc/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(WARN) -Icsrc -c $< -o $@
+
+build/asan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_ASAN)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_ASAN) $(LIBS) -o $@
+
+# The ASan extension lives in its own complete package directory, so that
+# PYTHONPATH=build/asan/python imports it and never the normal build.
+build-asan-python: $(PY_EXT_ASAN)
+
+$(PY_EXT_ASAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_STAMP)
+	rm -rf build/asan/python
+	CFLAGS='$(SAN)' LDFLAGS='$(SAN_LD)' $(VPY) setup.py -q build_ext --force \
+	    --build-lib build/asan/python --build-temp build/asan/tmp
+	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
+	    | tar -C build/asan/python -xf -
+	@test -f $@ || { echo "setup.py did not produce $@" >&2; exit 1; }
+
+build-asan-lua: $(LUA_MOD_ASAN)
+
+$(LUA_MOD_ASAN): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC $(SAN) $(WARN) -Icsrc -I$(LUA_INC) $(LUA_SHIM_SRC) $(CORE_SRC) $(LIBS) $(SAN_LD) -o $@
+
+# --- what a person runs -----------------------------------------------------
+
+# Every suite runs even when an earlier one failed; each builds what it needs first,
+# so a broken binding does not hide the results of the others.
+test: deps
+	+@$(PYTHON3) scripts/run_tests.py
+
+demo: deps build
+	@echo; echo "=== Python ==="; echo
+	PYTHONPATH=python $(VPY) demo/demo.py
+	@echo; echo "=== Lua ==="; echo
+	LUA_CPATH='build/lua/?.so;;' LUA_PATH='lua/?.lua;;' $(LUA) demo/demo.lua
+
+clean:
+	rm -rf build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
+	       python/*.egg-info *.egg-info .pytest_cache .mypy_cache

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make deps: the Debian packages tlsrekey builds and tests with, then the Python venv.
+#
+# Debian packages are installed only when one is missing (checked with dpkg-query),
+# so a machine that has them all never touches the network. Not root: print the
+# exact apt-get line and fail. The venv (.venv) is made from the python3 on PATH,
+# the users' interpreter, and filled from scripts/requirements-dev.txt; the Makefile
+# reruns this only when that file changes (stamp: .venv/.deps-stamp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential gcc make pkg-config      # compiler and tools
+  libssl-dev openssl                       # OpenSSL 3.0 headers and the s_client/s_server peer
+  gnutls-bin                               # gnutls-cli/gnutls-serv: an independent interop peer
+  liblua5.4-dev lua5.4 luarocks zip unzip  # the Lua binding and its rock (luarocks packs with zip)
+  lua-busted lua-socket lua-sec            # Lua tests, sockets, and LuaSec as interop peer
+  valgrind                                 # memory checks by hand
+  clang libclang-rt-14-dev                 # libFuzzer and clang's sanitizer runtimes
+)
+# Debian's own python3 needs python3-venv for `python3 -m venv`; pyenv and other
+# builds carry venv themselves.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tlsrekey needs these Debian packages, which are not installed:" >&2
+    echo "    ${missing[*]}" >&2
+    echo "Install them as root, then run make again:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = --venv ]; then
+  if [ ! -x .venv/bin/python ]; then
+    echo "deps: creating .venv with $(command -v python3) ($(python3 --version 2>&1))"
+    python3 -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+fi

@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Runs every tlsrekey test suite for `make test` and sums them up.
+
+Suites, in order: the C core tests, pytest, busted; the same three under
+AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; then the packaging
+checks (pip install ., the sdist, the wheel, the Lua rock). Each suite builds what it
+needs first (a make target), so one broken part does not hide the others' results.
+Every suite is run and counted even when an earlier one failed.
+
+The last line printed is `N passed, N failed` (", N skipped" when some were), summed
+over all suites. The exit status is 1 if anything failed, a suite could not run, or a
+suite collected no tests.
+
+Only the standard library is used: this runs with the users' python3, not the venv.
+Logs and junit files go to build/results/.
+"""
+
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "build", "results")
+VPY = os.path.join(ROOT, ".venv", "bin", "python")
+LUA = os.environ.get("LUA", "lua5.4")
+BUSTED = os.environ.get("BUSTED", "/usr/bin/busted")
+
+# Wall-clock limits, so that a hung test cannot eat CI's 90 minutes.
+LIMIT_C = 300
+LIMIT_SUITE = 1200
+LIMIT_SAN_SUITE = 1800
+LIMIT_PACKAGING = 600
+
+SAN_REPORT = re.compile(
+    r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
+    r"WARNING: AddressSanitizer|SUMMARY: UndefinedBehaviorSanitizer"
+)
+COUNT_LINE = re.compile(r"^\s*(?:\w+:\s*)?(\d+) passed, (\d+) failed", re.M)
+
+
+class Result:
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.seconds = 0.0
+        self.problems = []   # why the suite counts failures beyond its own tests
+
+    def problem(self, text):
+        """A failure of the suite itself (did not build, crashed, sanitizer report,
+        collected nothing): counted as one failed test."""
+        self.problems.append(text)
+        self.failed += 1
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def banner(text):
+    say()
+    say("=" * 8 + " " + text + " " + "=" * max(3, 70 - len(text)))
+
+
+def run(cmd, log_path, env=None, cwd=ROOT, limit=LIMIT_SUITE, echo=True):
+    """Runs cmd with no stdin, in its own process group, copying its output to the
+    console (if echo) and to log_path. Returns (exit status, output); a run past
+    `limit` seconds is killed and returns status None."""
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(cmd) + "\n").encode())
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        out = []
+        timed_out = False
+
+        def on_alarm(signum, frame):
+            raise TimeoutError
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(limit)
+        try:
+            for line in iter(proc.stdout.readline, b""):
+                out.append(line)
+                log.write(line)
+                if echo:
+                    sys.stdout.buffer.write(line)
+                    sys.stdout.flush()
+            proc.wait()
+        except TimeoutError:
+            timed_out = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        text = b"".join(out).decode("utf-8", "replace")
+        if timed_out:
+            msg = "\n*** killed after %d s ***\n" % limit
+            log.write(msg.encode())
+            say(msg)
+            return None, text
+        return proc.returncode, text
+
+
+def make(target, res, log_path):
+    """Builds a make target for a suite; on failure the suite cannot run."""
+    status, _ = run(["make", "--no-print-directory", target], log_path, limit=LIMIT_SUITE)
+    if status != 0:
+        res.problem("`make %s` failed (see %s)" % (target, rel(log_path)))
+        return False
+    return True
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+# --- sanitizer environment ----------------------------------------------------
+
+def sanitizer_env(report_dir, lsan_supp=None, preload=True):
+    """The environment of a sanitized run. Reports go to files in report_dir (one per
+    process, children included), which the suite then checks, as well as the log."""
+    env = dict(os.environ)
+    shutil.rmtree(report_dir, ignore_errors=True)
+    os.makedirs(report_dir)
+    asan = ["detect_leaks=1", "abort_on_error=0", "halt_on_error=1",
+            "detect_stack_use_after_return=1", "check_initialization_order=1",
+            "strict_init_order=1", "log_path=" + os.path.join(report_dir, "asan")]
+    env["ASAN_OPTIONS"] = ":".join(asan)
+    env["UBSAN_OPTIONS"] = ":".join([
+        "print_stacktrace=1", "halt_on_error=1",
+        "log_path=" + os.path.join(report_dir, "ubsan")])
+    lsan = ["report_objects=1"]
+    if lsan_supp:
+        lsan.append("suppressions=" + os.path.join(ROOT, lsan_supp))
+        lsan.append("print_suppressions=1")
+    env["LSAN_OPTIONS"] = ":".join(lsan)
+    if preload:
+        # The interpreters are not instrumented: the runtimes must be loaded first.
+        libs = [subprocess.check_output(["gcc", "-print-file-name=" + lib],
+                                        text=True).strip()
+                for lib in ("libasan.so", "libubsan.so")]
+        env["LD_PRELOAD"] = " ".join(libs)
+    return env
+
+
+def check_sanitizer_reports(res, report_dir, output, odd_exit=None):
+    """Any sanitizer report fails the suite. ASan and LSan write theirs to files in
+    report_dir (children's too); UBSan ignores log_path when linked with ASan and
+    writes to stderr, which is the output. odd_exit: the runner's complaint about an
+    exit status that its test report does not explain, counted only when no sanitizer
+    report explains it either."""
+    found = False
+    for path in sorted(glob.glob(os.path.join(report_dir, "*"))):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if text.strip():
+            say("--- sanitizer report %s ---" % rel(path))
+            say(text[:20000])
+            res.problem("sanitizer report in %s" % rel(path))
+            found = True
+    if SAN_REPORT.search(output):
+        res.problem("sanitizer report in the output (see the log)")
+        found = True
+    if odd_exit and not found:
+        res.problem(odd_exit)
+
+
+# --- counting -----------------------------------------------------------------
+
+def count_junit(res, path):
+    """Adds a junit XML file's counts (pytest's or busted's); False if unreadable."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        res.problem("no readable junit report %s (%s)" % (rel(path), e))
+        return False
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    for s in suites:
+        tests = int(s.get("tests", 0))
+        failures = int(s.get("failures", 0))
+        errors = int(s.get("errors", 0))
+        skipped = int(s.get("skipped", s.get("skip", 0)))
+        res.passed += tests - failures - errors - skipped
+        res.failed += failures + errors
+        res.skipped += skipped
+    failing = [c for c in root.iter("testcase")
+               if c.find("failure") is not None or c.find("error") is not None]
+    if failing:
+        say("--- failing in %s ---" % rel(path))
+        for c in failing[:50]:
+            what = c.find("failure") if c.find("failure") is not None else c.find("error")
+            first = (what.get("message") or what.text or "").strip().splitlines()
+            say("  %s :: %s\n      %s" % (c.get("classname"), c.get("name"),
+                                       first[0][:200] if first else ""))
+    return True
+
+
+def count_c_tests(res, binaries, env, log_path, limit):
+    """Each C test program prints lines and ends with `N passed, N failed`."""
+    if not binaries:
+        res.problem("no C test programs (tests/c/test_*.c)")
+        return ""
+    outputs = []
+    for b in binaries:
+        status, out = run([b], log_path, env=env, limit=limit)
+        outputs.append(out)
+        found = COUNT_LINE.findall(out)
+        if status is None:
+            res.problem("%s timed out" % rel(b))
+        elif not found:
+            res.problem("%s exited with status %d before its 'N passed, N failed' line"
+                        % (rel(b), status))
+        if found:
+            p, f = map(int, found[-1])
+            res.passed += p
+            res.failed += f
+            if status not in (0, None) and f == 0:
+                res.problem("%s exited with status %d after '%d passed, 0 failed'"
+                            % (rel(b), status, p))
+    return "".join(outputs)
+
+
+def c_binaries(directory):
+    names = sorted(os.path.basename(p)[:-2] for p in glob.glob("tests/c/test_*.c"))
+    return [os.path.join(ROOT, directory, n) for n in names]
+
+
+# --- the suites ---------------------------------------------------------------
+
+def suite_c(res, log):
+    if make("build-c", res, log):
+        count_c_tests(res, c_binaries("build/c"), None, log, LIMIT_C)
+
+
+def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd"):
+    """Runs pytest and counts its junit report. Returns (output, odd_exit): odd_exit
+    is a complaint about an exit status the report does not explain, left to the
+    caller (a sanitized run may explain it by a sanitizer report)."""
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = pythonpath
+    if os.path.exists(xml):
+        os.remove(xml)
+    status, out = run([VPY, "-m", "pytest", "tests/python", "-q", "-p", "no:cacheprovider",
+                       "--capture=" + capture, "--junitxml=" + xml],
+                      log, env=env, limit=limit)
+    if status is None:
+        res.problem("pytest timed out")
+    if status == 5:
+        res.problem("pytest collected no tests")
+    elif status not in (0, 1, None):
+        res.problem("pytest exited with status %s (internal error or crash)" % status)
+    before = res.failed
+    if os.path.exists(xml) or status is not None:
+        count_junit(res, xml)
+    odd_exit = None
+    if status == 1 and res.failed == before:
+        odd_exit = "pytest exited 1 but its report shows no failing test"
+    if res.passed + res.failed == 0:
+        res.problem("pytest ran no test")
+    return out, odd_exit
+
+
+def suite_python(res, log):
+    if make("build-python", res, log):
+        _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, "python.xml"))
+        if odd_exit:
+            res.problem(odd_exit)
+
+
+def busted(res, log, cpath, xml, env=None, limit=LIMIT_SUITE):
+    env = dict(env or os.environ)
+    env["LUA_CPATH"] = cpath + ";;"
+    env["LUA_PATH"] = "lua/?.lua;tests/lua/?.lua;;"
+    if os.path.exists(xml):
+        os.remove(xml)
+    if not glob.glob("tests/lua/*_spec.lua"):
+        res.problem("no busted specs (tests/lua/*_spec.lua)")
+        return "", None
+    status, out = run([LUA, BUSTED, "-o", "junit", "-Xoutput", xml, "tests/lua"],
+                      log, env=env, limit=limit)
+    if status is None:
+        res.problem("busted timed out")
+    before = res.failed
+    if status is not None:
+        count_junit(res, xml)
+    # busted exits with the number of failures and errors.
+    odd_exit = None
+    if status not in (0, None) and res.failed == before:
+        odd_exit = "busted exited with status %d but its report shows no failure" % status
+    if res.passed + res.failed == 0:
+        res.problem("busted ran no test")
+    return out, odd_exit
+
+
+def suite_lua(res, log):
+    if make("build-lua", res, log):
+        _, odd_exit = busted(res, log, "build/lua/?.so", os.path.join(RESULTS, "lua.xml"))
+        if odd_exit:
+            res.problem(odd_exit)
+
+
+def suite_c_asan(res, log):
+    if make("build-asan-c", res, log):
+        reports = os.path.join(RESULTS, "asan-c")
+        env = sanitizer_env(reports, preload=False)
+        out = count_c_tests(res, c_binaries("build/asan/c"), env, log, LIMIT_C * 3)
+        check_sanitizer_reports(res, reports, out)
+
+
+def suite_python_asan(res, log):
+    if make("build-asan-python", res, log):
+        reports = os.path.join(RESULTS, "asan-python")
+        env = sanitizer_env(reports, "tests/sanitizers/lsan-python.supp")
+        # pymalloc keeps objects in its own mmap'ed arenas, which LeakSanitizer does
+        # not scan: memory held only by Python objects would look leaked. With the
+        # system allocator every object is a malloc block LSan can follow.
+        env["PYTHONMALLOC"] = "malloc"
+        # --capture=sys: pytest captures Python's sys.stdout/stderr only, so a UBSan
+        # report written to file descriptor 2 reaches the log even if it kills pytest.
+        out, odd_exit = pytest(res, log, "build/asan/python",
+                               os.path.join(RESULTS, "python-asan.xml"),
+                               env=env, limit=LIMIT_SAN_SUITE, capture="sys")
+        check_sanitizer_reports(res, reports, out, odd_exit)
+
+
+def suite_lua_asan(res, log):
+    if make("build-asan-lua", res, log):
+        reports = os.path.join(RESULTS, "asan-lua")
+        env = sanitizer_env(reports, "tests/sanitizers/lsan-lua.supp")
+        out, odd_exit = busted(res, log, "build/asan/lua/?.so",
+                               os.path.join(RESULTS, "lua-asan.xml"),
+                               env=env, limit=LIMIT_SAN_SUITE)
+        check_sanitizer_reports(res, reports, out, odd_exit)
+
+
+# What a user would type after installing: a key update both ways.
+IMPORT_CHECK = r"""
+import os, sys, tlsrekey
+where = os.path.dirname(tlsrekey.__file__)
+assert "site-packages" in where, where
+c, s = tlsrekey.pair()
+c.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+c.write(b"hi"); assert s.read() == b"hi"
+s.write(b"ok"); assert c.read() == b"ok"
+st = c.stats
+assert st["key_updates_sent"] >= 1 and st["key_updates_received"] >= 1, st
+for f in sys.argv[1:]:
+    assert os.path.exists(os.path.join(where, f)), "not installed: " + f
+print("imported", tlsrekey.__file__, c.version, "key updates sent/received:",
+      st["key_updates_sent"], st["key_updates_received"])
+"""
+
+
+def clean_env():
+    env = dict(os.environ)
+    for k in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_PRELOAD"):
+        env.pop(k, None)
+    return env
+
+
+def install_and_import(res, log, what, label, work):
+    """In a fresh venv under `work`: pip install `what`, then run IMPORT_CHECK from
+    a directory outside the source tree. One packaging test."""
+    venv = os.path.join(work, "venv-" + re.sub(r"\W+", "-", label).strip("-"))
+    env = clean_env()
+    py = os.path.join(venv, "bin", "python")
+    extra = [f for f in ("py.typed", "__init__.pyi", "_tlsrekey.pyi")
+             if os.path.exists(os.path.join(ROOT, "python", "tlsrekey", f))]
+    steps = [
+        ["python3", "-m", "venv", venv],
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", what],
+        [py, "-c", IMPORT_CHECK] + extra,
+    ]
+    for cmd in steps:
+        status, out = run(cmd, log, env=env, cwd=work, limit=LIMIT_PACKAGING, echo=False)
+        if status != 0:
+            say(tail(out))
+            say("FAILED packaging: %s (%s)" % (label, " ".join(cmd[:4])[:120]))
+            res.failed += 1
+            return
+    say(out.strip())
+    say("ok packaging: %s" % label)
+    res.passed += 1
+
+
+def tail(text, n=40):
+    return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def suite_packaging_python(res, log):
+    work = tempfile.mkdtemp(prefix="tlsrekey-pkg-")
+    try:
+        install_and_import(res, log, ROOT, "pip install .", work)
+        dist = os.path.join(ROOT, "build", "dist")
+        shutil.rmtree(dist, ignore_errors=True)
+        # No --sdist/--wheel: build makes the sdist, then the wheel from the sdist,
+        # which also proves the sdist carries everything the build needs.
+        status, out = run([VPY, "-m", "build", "--outdir", dist, ROOT], log,
+                          env=clean_env(), cwd=work, limit=LIMIT_PACKAGING, echo=False)
+        if status != 0:
+            say(tail(out))
+        sdists = glob.glob(os.path.join(dist, "*.tar.gz"))
+        wheels = glob.glob(os.path.join(dist, "*.whl"))
+        for label, found in (("sdist", sdists), ("wheel", wheels)):
+            if status != 0 or len(found) != 1:
+                say("FAILED packaging: %s (python -m build: status %s, %d file(s))"
+                    % (label, status, len(found)))
+                res.failed += 1
+            else:
+                install_and_import(res, log, found[0], label, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def suite_packaging_lua(res, log):
+    script = os.path.join(ROOT, "tests", "lua", "packaging.sh")
+    if not os.path.exists(script):
+        say("FAILED packaging: lua rock (tests/lua/packaging.sh does not exist)")
+        res.failed += 1
+        return
+    status, out = run(["bash", script], log, env=clean_env(), limit=LIMIT_PACKAGING,
+                      echo=False)
+    say(tail(out, 15))
+    if status == 0:
+        say("ok packaging: lua rock")
+        res.passed += 1
+    else:
+        say("FAILED packaging: lua rock (tests/lua/packaging.sh exited %s)" % status)
+        res.failed += 1
+
+
+SUITES = [
+    ("c", "C core tests", suite_c),
+    ("python", "Python (pytest)", suite_python),
+    ("lua", "Lua (busted)", suite_lua),
+    ("c-asan", "C core tests, ASan+UBSan", suite_c_asan),
+    ("python-asan", "Python, ASan+UBSan", suite_python_asan),
+    ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
+    ("packaging-python", "Python packaging: pip install ., sdist, wheel", suite_packaging_python),
+    ("packaging-lua", "Lua packaging: luarocks make", suite_packaging_lua),
+]
+
+
+def main():
+    os.chdir(ROOT)
+    os.makedirs(RESULTS, exist_ok=True)
+    only = set(sys.argv[1:])          # e.g. `scripts/run_tests.py lua lua-asan`
+    unknown = only - {k for k, _, _ in SUITES}
+    if unknown:
+        sys.exit("unknown suite(s): %s; known: %s"
+                 % (" ".join(sorted(unknown)), " ".join(k for k, _, _ in SUITES)))
+    start = time.monotonic()
+    prebuild = os.path.join(RESULTS, "build.log")
+    if os.path.exists(prebuild):
+        os.remove(prebuild)
+    # Build everything first on both cores; whatever fails here is built (and fails)
+    # again inside its own suite, which then counts it.
+    jobs = [] if re.search(r"-j|jobserver", os.environ.get("MAKEFLAGS", "")) else ["-j2"]
+    banner("build")
+    run(["make", "--no-print-directory", "-k"] + jobs + ["build", "build-asan"], prebuild)
+    results = []
+    for key, title, fn in SUITES:
+        if only and key not in only:
+            continue
+        banner(title)
+        res = Result(key)
+        log = os.path.join(RESULTS, key + ".log")
+        if os.path.exists(log):
+            os.remove(log)
+        t0 = time.monotonic()
+        try:
+            fn(res, log)
+        except Exception as e:   # a bug here must not hide the other suites
+            res.problem("runner error: %r" % (e,))
+        res.seconds = time.monotonic() - t0
+        for p in res.problems:
+            say("!! %s: %s" % (key, p))
+        results.append(res)
+
+    banner("summary")
+    for r in results:
+        say("  %-18s %5d passed %4d failed %4d skipped %7.1f s%s"
+            % (r.name, r.passed, r.failed, r.skipped, r.seconds,
+               "   <- " + "; ".join(r.problems) if r.problems else ""))
+    total = time.monotonic() - start
+    passed = sum(r.passed for r in results)
+    failed = sum(r.failed for r in results)
+    skipped = sum(r.skipped for r in results)
+    say("total time %.0f s (%d min %02d s); logs in %s"
+        % (total, total // 60, total % 60, rel(RESULTS)))
+    say("%d passed, %d failed" % (passed, failed) + (", %d skipped" % skipped if skipped else ""))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
