@@ -22,24 +22,26 @@ local pair_options = {
   keylog = CLIENT, server_hostname = CLIENT,
 }
 
---- tlsrekey.pair([opts]) -> client, server
--- Two connections joined in memory and handshaken: no network, no files. The client
--- trusts the server's certificate (by default a throwaway one from make_test_cert)
--- and checks the name "localhost" (or opts.server_hostname).
+--- tlsrekey.pair_contexts([opts]) -> client_ctx, server_ctx, server_hostname
+-- The two contexts pair() uses, for joining them over something else (a socket
+-- pair, a memory transport). The client trusts the server's certificate (by default
+-- a throwaway one from make_test_cert) and checks the name "localhost" (or
+-- opts.server_hostname).
 -- Options: min_version, max_version, ciphers, ciphersuites, groups, alpn,
 -- no_renegotiation, ignore_unexpected_eof, release_buffers (both ends); cert, key,
 -- allow_client_renegotiation, num_tickets, session_cache (server); keylog,
 -- server_hostname (client).
-function M.pair(opts)
+function M.pair_contexts(opts, fname)
+  fname = fname or "pair_contexts"
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #1 to 'pair' (table expected, got %s)"):format(type(opts)), 2)
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(opts)), 3)
   end
   opts = opts or {}
   local sopts, copts = { mode = "server" }, { mode = "client" }
   for k, v in pairs(opts) do
     local where = pair_options[k]
     if not where then
-      error(("bad argument #1 to 'pair' (unknown option '%s')"):format(tostring(k)), 2)
+      error(("bad argument #1 to '%s' (unknown option '%s')"):format(fname, tostring(k)), 3)
     end
     if where ~= CLIENT then sopts[k] = v end
     if where ~= SERVER then copts[k] = v end
@@ -50,8 +52,15 @@ function M.pair(opts)
   local hostname = copts.server_hostname or "localhost"
   copts.server_hostname = nil
   copts.cafile = sopts.cert
-  local sctx = core.context(sopts)
-  local cctx = core.context(copts)
+  return core.context(copts), core.context(sopts), hostname
+end
+
+--- tlsrekey.pair([opts]) -> client, server
+-- Two connections joined in memory and handshaken: no network, no files. Takes the
+-- options of pair_contexts. Each end keeps the other alive (the core drives one
+-- from inside the other's calls); close() one to disconnect it.
+function M.pair(opts)
+  local cctx, sctx, hostname = M.pair_contexts(opts, "pair")
   return core.pair(cctx, sctx, hostname)
 end
 

@@ -343,18 +343,25 @@ static int context_wrap(lua_State *L)
     hostname = conn_hostname(L, 3);
     have_timeout = conn_timeout(L, 3, &timeout);
     lua_settop(L, 3);
-    if (lua_isinteger(L, 2)) {
-        fd = lua_tointeger(L, 2);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        int isint;
+
+        fd = lua_tointegerx(L, 2, &isint);
+        if (!isint)
+            return luaL_argerror(L, 2, "fd must be an integer");
     } else {
+        int isint;
+
         if (lua_type(L, 2) != LUA_TUSERDATA && lua_type(L, 2) != LUA_TTABLE)
             return luaL_typeerror(L, 2, "LuaSocket object or integer fd");
         if (lua_getfield(L, 2, "getfd") != LUA_TFUNCTION)
             return luaL_typeerror(L, 2, "LuaSocket object or integer fd");
         lua_pushvalue(L, 2);
         lua_call(L, 1, 1);
-        if (!lua_isinteger(L, -1))
+        /* LuaSocket returns the fd as a float */
+        fd = lua_tointegerx(L, -1, &isint);
+        if (!isint)
             return luaL_argerror(L, 2, "getfd() did not return an integer");
-        fd = lua_tointeger(L, -1);
         lua_pop(L, 1);
         if (!have_timeout && lua_getfield(L, 2, "gettimeout") == LUA_TFUNCTION) {
             lua_pushvalue(L, 2);
@@ -366,7 +373,7 @@ static int context_wrap(lua_State *L)
     }
     luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "not an open socket");
     conn = ltrk_connection_new(L, 1);
-    if (!lua_isinteger(L, 2)) {
+    if (lua_type(L, 2) != LUA_TNUMBER) {
         lua_pushvalue(L, 2);
         lua_setiuservalue(L, -2, LTRK_UV_SOCKET);
     }

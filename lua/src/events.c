@@ -19,6 +19,7 @@ static int dispatch(lua_State *L)
 {
     const trk_event *ev = lua_touserdata(L, 2);
 
+    lua_settop(L, 1); /* fn, then the event table as its argument */
     lua_createtable(L, 0, 5);
     lua_pushstring(L, ev->name != NULL ? ev->name : trk_event_name(ev->type));
     lua_setfield(L, -2, "name");
