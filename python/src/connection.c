@@ -1,0 +1,1267 @@
+/*
+ * connection.c - the Connection type: a trk_conn, its lock, its event trampoline.
+ *
+ * Every method follows one pattern:
+ *
+ *     entered = conn_enter(self, driving);     take the connection's lock
+ *     Py_BEGIN_ALLOW_THREADS                   (calls that block or do crypto)
+ *     st = trk_conn_...(self->conn, ..., &err);
+ *     Py_END_ALLOW_THREADS
+ *     conn_finish(self, entered, st, &err, argname);   unlock, raise if st != OK
+ *
+ * The lock is shared by both ends of a pair (the core moves one end forward from
+ * inside a call on the other), and a call on a pair end holds a reference to the peer
+ * object for its duration, so the peer cannot be freed under the core's feet.
+ *
+ * The event callback runs inside a core call, on the calling thread, with the GIL
+ * released by that call: the trampoline takes the GIL, calls the Python function and
+ * parks any exception on the Connection; the core call then returns TRK_CALLBACK and
+ * conn_finish re-raises the parked exception.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "shim.h"
+
+/* ------------------------------------------------------------------------- */
+/* The lock                                                                   */
+/* ------------------------------------------------------------------------- */
+
+shim_lock *
+shim_lock_new(void)
+{
+    shim_lock *lock = PyMem_Malloc(sizeof *lock);
+
+    if (lock == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    lock->lock = PyThread_allocate_lock();
+    if (lock->lock == NULL) {
+        PyMem_Free(lock);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    lock->refs = 1;
+    lock->owner = 0;
+    return lock;
+}
+
+void
+shim_lock_decref(shim_lock *lock)
+{
+    if (lock != NULL && --lock->refs == 0) {
+        PyThread_free_lock(lock->lock);
+        PyMem_Free(lock);
+    }
+}
+
+/* Takes the lock, waiting with the GIL released when another thread has it. */
+static void
+lock_acquire(shim_lock *lock)
+{
+    if (!PyThread_acquire_lock(lock->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(lock->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    lock->owner = PyThread_get_thread_ident();
+}
+
+static void
+lock_release(shim_lock *lock)
+{
+    lock->owner = 0;
+    PyThread_release_lock(lock->lock);
+}
+
+enum { ENTER_FAILED = -1, ENTER_REENTRANT = 0, ENTER_LOCKED = 1 };
+
+/*
+ * Before a core call. `driving`: the call does I/O or changes the connection.
+ * From inside an event callback of this connection (or of its pair) the lock is
+ * already held by this very thread: reading is allowed (ENTER_REENTRANT, no lock
+ * taken), driving is a StateError (the core forbids it; waiting would deadlock).
+ */
+static int
+conn_enter(ConnectionObject *self, int driving)
+{
+    if (self->lock->owner == PyThread_get_thread_ident()) {
+        if (driving) {
+            shim_raise_state("called from an event callback",
+                             "a connection cannot be driven from inside an event "
+                             "callback of its own or of its pair");
+            return ENTER_FAILED;
+        }
+        return ENTER_REENTRANT;
+    }
+    lock_acquire(self->lock);
+    Py_XINCREF(self->peer);
+    return ENTER_LOCKED;
+}
+
+static void
+conn_leave(ConnectionObject *self, int entered)
+{
+    ConnectionObject *peer;
+
+    if (entered != ENTER_LOCKED)
+        return;
+    peer = self->peer;          /* the one conn_enter took: it could not go away */
+    lock_release(self->lock);
+    Py_XDECREF(peer);           /* may free the peer: the lock is free by now */
+}
+
+static void
+restore_exception(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+}
+
+/*
+ * After a core call: unlock, then 0 for TRK_OK or -1 with an exception set.
+ * An exception parked by an event callback (on this end or, for a pair, on the
+ * end the core moved forward) is re-raised; when the core call failed for a reason
+ * of its own, that failure is raised with the parked exception as its __context__.
+ */
+static int
+conn_finish(ConnectionObject *self, int entered, trk_status st, const trk_error *err,
+            const char *argname)
+{
+    PyObject *parked = NULL, *second = NULL;
+
+    if (entered == ENTER_LOCKED) {
+        parked = self->parked;
+        self->parked = NULL;
+        if (self->peer != NULL) {
+            second = self->peer->parked;
+            self->peer->parked = NULL;
+        }
+        if (parked == NULL) {
+            parked = second;
+            second = NULL;
+        }
+    }
+    conn_leave(self, entered);
+    Py_XDECREF(second);        /* the first failure of the call is the one raised */
+
+    if (parked == NULL) {
+        if (st == TRK_OK)
+            return 0;
+        shim_raise(st, err, argname);
+        return -1;
+    }
+    if (st == TRK_OK || st == TRK_CALLBACK || st == TRK_WANT_READ ||
+        st == TRK_WANT_WRITE || st == TRK_CLOSED) {
+        restore_exception(parked);
+    } else {
+        PyObject *type, *value, *tb;
+
+        shim_raise(st, err, argname);
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value != NULL)
+            PyException_SetContext(value, parked);   /* steals */
+        else
+            Py_DECREF(parked);
+        PyErr_Restore(type, value, tb);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Events                                                                     */
+/* ------------------------------------------------------------------------- */
+
+static PyObject *
+event_dict(ConnectionObject *self, const trk_event *ev)
+{
+    const char *name = ev->name ? ev->name : trk_event_name(ev->type);
+    PyObject *d = NULL;
+
+    if (name == NULL)
+        name = "unknown";
+    d = Py_BuildValue("{s:s,s:s,s:O}", "name", name, "role",
+                      trk_role_name(trk_conn_role(self->conn)), "connection",
+                      (PyObject *)self);
+    if (d == NULL)
+        return NULL;
+    if (ev->type == TRK_EV_KEY_UPDATE_SENT || ev->type == TRK_EV_KEY_UPDATE_RECEIVED) {
+        if (PyDict_SetItemString(d, "request_update",
+                                 ev->request_update ? Py_True : Py_False) < 0)
+            goto fail;
+    } else if (ev->type == TRK_EV_ALERT_SENT || ev->type == TRK_EV_ALERT_RECEIVED) {
+        PyObject *alert = Py_BuildValue("{s:i,s:i,s:s}", "alert_level", ev->alert_level,
+                                        "alert_description", ev->alert_description,
+                                        "alert_text",
+                                        ev->alert_text ? ev->alert_text : "");
+        if (alert == NULL || PyDict_Update(d, alert) < 0) {
+            Py_XDECREF(alert);
+            goto fail;
+        }
+        Py_DECREF(alert);
+    }
+    return d;
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* Runs inside a core call, the GIL released by that call. Nonzero makes the core
+ * call return TRK_CALLBACK. */
+static int
+event_trampoline(void *userdata, trk_conn *conn, const trk_event *ev)
+{
+    ConnectionObject *self = userdata;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *callback, *d, *result = NULL;
+    int rc = 0;
+
+    SHIM_UNUSED(conn);
+    if (self->dying || self->callback == NULL)
+        goto out;
+    callback = Py_NewRef(self->callback);   /* the callback may replace itself */
+    d = event_dict(self, ev);
+    if (d != NULL)
+        result = PyObject_CallOneArg(callback, d);
+    Py_XDECREF(d);
+    Py_DECREF(callback);
+    if (result != NULL) {
+        Py_DECREF(result);
+        goto out;
+    }
+    rc = 1;
+    if (self->parked == NULL) {
+        PyObject *type, *value, *tb;
+
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL)
+            PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        self->parked = value;
+    } else {
+        PyErr_Clear();
+    }
+out:
+    PyGILState_Release(gil);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Life and death                                                             */
+/* ------------------------------------------------------------------------- */
+
+ConnectionObject *
+shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock, shim_lock *lock)
+{
+    ConnectionObject *self = PyObject_GC_New(ConnectionObject, &Connection_Type);
+
+    if (self == NULL) {
+        trk_conn_free(conn);
+        return NULL;
+    }
+    self->conn = conn;
+    self->lock = NULL;
+    self->context = Py_NewRef(context);
+    self->sock = Py_XNewRef(sock);
+    self->callback = NULL;
+    self->parked = NULL;
+    self->peer = NULL;
+    self->dying = 0;
+    self->weakreflist = NULL;
+    if (lock != NULL) {
+        lock->refs++;
+    } else {
+        lock = shim_lock_new();
+        if (lock == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    self->lock = lock;
+    PyObject_GC_Track(self);
+    return self;
+}
+
+static int
+Connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->context);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->parked);
+    return 0;
+}
+
+/* The garbage collector breaks a cycle here: the TLS state is released before the
+ * socket and the context it uses are let go (child before owner). */
+static int
+Connection_clear(ConnectionObject *self)
+{
+    if (self->conn != NULL && self->lock != NULL) {
+        lock_acquire(self->lock);
+        trk_conn_set_event_callback(self->conn, NULL, NULL);
+        trk_conn_close(self->conn);
+        lock_release(self->lock);
+    }
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->parked);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->context);
+    return 0;
+}
+
+static void
+Connection_dealloc(ConnectionObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    self->dying = 1;
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->conn != NULL) {
+        /* Nobody else can be inside a core call on this end or its pair: such a
+         * call holds a reference to both ends. The lock is taken anyway. */
+        if (self->lock != NULL)
+            lock_acquire(self->lock);
+        trk_conn_set_event_callback(self->conn, NULL, NULL);
+        trk_conn_free(self->conn);          /* the peer end, if any, is disconnected */
+        self->conn = NULL;
+        if (self->lock != NULL)
+            lock_release(self->lock);
+    }
+    if (self->peer != NULL) {
+        self->peer->peer = NULL;
+        self->peer = NULL;
+    }
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->parked);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->context);                /* after the connection: owner last */
+    shim_lock_decref(self->lock);
+    self->lock = NULL;
+    PyObject_GC_Del(self);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Handshake and I/O                                                          */
+/* ------------------------------------------------------------------------- */
+
+static PyObject *
+Connection_do_handshake(ConnectionObject *self, PyObject *unused)
+{
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_do_handshake(self->conn, &err);
+    Py_END_ALLOW_THREADS
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"n", NULL};
+    Py_ssize_t cap = 16384;
+    size_t got = 0;
+    PyObject *buf;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:read", kwlist, &cap))
+        return NULL;
+    if (cap <= 0)
+        return PyErr_Format(PyExc_ValueError, "n must be positive, not %zd", cap);
+    buf = PyBytes_FromStringAndSize(NULL, cap);
+    if (buf == NULL)
+        return NULL;
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
+    Py_END_ALLOW_THREADS
+    if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
+        st = TRK_OK;
+        got = 0;
+    }
+    if (conn_finish(self, entered, st, &err, NULL) < 0) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    if ((Py_ssize_t)got != cap && _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
+        return NULL;
+    return buf;
+}
+
+static PyObject *
+Connection_read_into(ConnectionObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"buffer", "nbytes", NULL};
+    Py_buffer view;
+    PyObject *nbytes_obj = Py_None;
+    Py_ssize_t cap;
+    size_t got = 0;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*|O:read_into", kwlist, &view,
+                                     &nbytes_obj))
+        return NULL;
+    cap = view.len;
+    if (nbytes_obj != Py_None) {
+        cap = PyNumber_AsSsize_t(nbytes_obj, PyExc_OverflowError);
+        if (cap == -1 && PyErr_Occurred())
+            goto fail;
+        if (cap > view.len) {
+            PyErr_Format(PyExc_ValueError, "nbytes (%zd) is larger than the buffer (%zd)",
+                         cap, view.len);
+            goto fail;
+        }
+    }
+    if (cap <= 0) {
+        PyErr_SetString(PyExc_ValueError, "read_into needs room for at least one byte");
+        goto fail;
+    }
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
+    Py_END_ALLOW_THREADS
+    if (st == TRK_CLOSED) {
+        st = TRK_OK;
+        got = 0;
+    }
+    PyBuffer_Release(&view);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    return PyLong_FromSize_t(got);
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyObject *
+Connection_write(ConnectionObject *self, PyObject *args)
+{
+    Py_buffer view;
+    size_t written = 0;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!PyArg_ParseTuple(args, "y*:write", &view))
+        return NULL;
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* len 0 still calls the core: it sends what is owed (a key update reply). */
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    return PyLong_FromSize_t(written);
+}
+
+static PyObject *
+Connection_pending(ConnectionObject *self, PyObject *unused)
+{
+    size_t n;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    n = trk_conn_pending(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *
+Connection_shutdown(ConnectionObject *self, PyObject *unused)
+{
+    int complete = 0, entered;
+    trk_error err;
+    trk_status st;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_shutdown(self->conn, &complete, &err);
+    Py_END_ALLOW_THREADS
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    return PyBool_FromLong(complete);
+}
+
+static PyObject *
+Connection_close(ConnectionObject *self, PyObject *unused)
+{
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    trk_conn_set_event_callback(self->conn, NULL, NULL);
+    trk_conn_close(self->conn);           /* idempotent */
+    conn_leave(self, entered);
+    /* The socket is no longer used (and never closed here: it is the caller's). */
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->callback);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_enter(ConnectionObject *self, PyObject *unused)
+{
+    SHIM_UNUSED(unused);
+    return Py_NewRef((PyObject *)self);
+}
+
+static PyObject *
+Connection_exit(ConnectionObject *self, PyObject *args)
+{
+    PyObject *r;
+
+    SHIM_UNUSED(args);
+    r = Connection_close(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Memory transport                                                           */
+/* ------------------------------------------------------------------------- */
+
+static PyObject *
+Connection_feed(ConnectionObject *self, PyObject *args)
+{
+    Py_buffer view;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!PyArg_ParseTuple(args, "y*:feed", &view))
+        return NULL;
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    st = trk_conn_feed(self->conn, view.buf, (size_t)view.len, &err);
+    PyBuffer_Release(&view);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_feed_eof(ConnectionObject *self, PyObject *unused)
+{
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_feed_eof(self->conn, &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_drain(ConnectionObject *self, PyObject *unused)
+{
+    PyObject *buf = NULL;
+    size_t avail, got = 0;
+    trk_error err;
+    trk_status st = TRK_OK;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    avail = trk_conn_outgoing(self->conn);
+    buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)avail);
+    if (buf == NULL) {
+        conn_leave(self, entered);
+        return NULL;
+    }
+    if (avail > 0)
+        st = trk_conn_drain(self->conn, PyBytes_AS_STRING(buf), avail, &got, &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    if (got != avail && _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
+        return NULL;
+    return buf;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Key update and renegotiation                                               */
+/* ------------------------------------------------------------------------- */
+
+static PyObject *
+Connection_key_update(ConnectionObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"updatetype", "now", NULL};
+    PyObject *type_obj = NULL;
+    long type = TRK_KEY_UPDATE_NOT_REQUESTED;
+    int now = 0, entered, overflow = 0;
+    trk_error err;
+    trk_status st;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Op:key_update", kwlist, &type_obj,
+                                     &now))
+        return NULL;
+    if (type_obj != NULL) {
+        /* bool is an int, but key_update(True) is a mistake, not REQUESTED. */
+        if (PyBool_Check(type_obj) || !PyLong_Check(type_obj))
+            return PyErr_Format(PyExc_TypeError,
+                                "updatetype must be a KeyUpdateType or an int, not %.100s",
+                                Py_TYPE(type_obj)->tp_name);
+        type = PyLong_AsLongAndOverflow(type_obj, &overflow);
+        if (type == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow || type < INT_MIN || type > INT_MAX)
+            return PyErr_Format(PyExc_ValueError,
+                                "updatetype: %R is not a key update type", type_obj);
+    }
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    if (now) {
+        Py_BEGIN_ALLOW_THREADS
+        st = trk_conn_key_update(self->conn, (int)type, 1, &err);
+        Py_END_ALLOW_THREADS
+    } else {
+        st = trk_conn_key_update(self->conn, (int)type, 0, &err);
+    }
+    if (conn_finish(self, entered, st, &err, "updatetype") < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_get_key_update_type(ConnectionObject *self, PyObject *unused)
+{
+    int type, entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    type = trk_conn_get_key_update_type(self->conn);
+    conn_leave(self, entered);
+    return PyObject_CallFunction(shim_KeyUpdateType, "i", type);
+}
+
+typedef trk_status (*conn_action)(trk_conn *, trk_error *);
+
+static PyObject *
+run_action(ConnectionObject *self, conn_action fn)
+{
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = fn(self->conn, &err);
+    Py_END_ALLOW_THREADS
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_renegotiate(ConnectionObject *self, PyObject *unused)
+{
+    SHIM_UNUSED(unused);
+    return run_action(self, trk_conn_renegotiate);
+}
+
+static PyObject *
+Connection_renegotiate_abbreviated(ConnectionObject *self, PyObject *unused)
+{
+    SHIM_UNUSED(unused);
+    return run_action(self, trk_conn_renegotiate_abbreviated);
+}
+
+static PyObject *
+Connection_renegotiate_pending(ConnectionObject *self, PyObject *unused)
+{
+    int pending, entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    pending = trk_conn_renegotiate_pending(self->conn);
+    conn_leave(self, entered);
+    return PyBool_FromLong(pending);
+}
+
+static PyObject *
+Connection_set_verify_client(ConnectionObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"required", "verify", NULL};
+    int required = 1, verify = 1, entered;
+    trk_error err;
+    trk_status st;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pp:set_verify_client", kwlist,
+                                     &required, &verify))
+        return NULL;
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_set_verify_client(self->conn, required, verify, &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Introspection and settings                                                 */
+/* ------------------------------------------------------------------------- */
+
+static PyObject *
+Connection_export_keying_material(ConnectionObject *self, PyObject *args,
+                                  PyObject *kwds)
+{
+    static char *kwlist[] = {"label", "length", "context", NULL};
+    const char *label;
+    Py_ssize_t length;
+    PyObject *context = Py_None, *out;
+    Py_buffer view = {0};
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sn|O:export_keying_material", kwlist,
+                                     &label, &length, &context))
+        return NULL;
+    if (length <= 0)
+        return PyErr_Format(PyExc_ValueError, "length must be positive, not %zd",
+                            length);
+    if (context != Py_None && PyObject_GetBuffer(context, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    out = PyBytes_FromStringAndSize(NULL, length);
+    if (out == NULL)
+        goto done;
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED) {
+        Py_CLEAR(out);
+        goto done;
+    }
+    st = trk_conn_export_keying_material(
+        self->conn, (unsigned char *)PyBytes_AS_STRING(out), (size_t)length, label,
+        context != Py_None ? view.buf : NULL, context != Py_None ? (size_t)view.len : 0,
+        &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        Py_CLEAR(out);
+done:
+    if (context != Py_None)
+        PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *
+Connection_fileno(ConnectionObject *self, PyObject *unused)
+{
+    int fd, entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    fd = trk_conn_fd(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *
+Connection_settimeout(ConnectionObject *self, PyObject *arg)
+{
+    double timeout;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (!shim_timeout_converter(arg, &timeout))
+        return NULL;
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_set_timeout(self->conn, timeout, &err);
+    if (conn_finish(self, entered, st, &err, "timeout") < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_gettimeout(ConnectionObject *self, PyObject *unused)
+{
+    double timeout;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    timeout = trk_conn_timeout(self->conn);
+    conn_leave(self, entered);
+    if (timeout < 0)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(timeout);
+}
+
+static PyObject *
+Connection_set_event_callback(ConnectionObject *self, PyObject *fn)
+{
+    PyObject *old;
+    int entered;
+
+    if (fn != Py_None && !PyCallable_Check(fn))
+        return PyErr_Format(PyExc_TypeError, "the event callback must be callable or "
+                            "None, not %.100s", Py_TYPE(fn)->tp_name);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    old = self->callback;
+    if (fn == Py_None) {
+        self->callback = NULL;
+        trk_conn_set_event_callback(self->conn, NULL, NULL);
+    } else {
+        self->callback = Py_NewRef(fn);
+        trk_conn_set_event_callback(self->conn, event_trampoline, self);
+    }
+    conn_leave(self, entered);
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+/* ---- properties ------------------------------------------------------------ */
+
+typedef const char *(*conn_text)(const trk_conn *);
+
+static PyObject *
+get_text(ConnectionObject *self, conn_text fn)
+{
+    const char *s;
+    PyObject *r;
+    int entered;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    s = fn(self->conn);
+    r = s ? PyUnicode_FromString(s) : Py_NewRef(Py_None);
+    conn_leave(self, entered);
+    return r;
+}
+
+typedef int (*conn_flag)(const trk_conn *);
+
+static PyObject *
+get_flag(ConnectionObject *self, conn_flag fn)
+{
+    int v, entered;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    v = fn(self->conn);
+    conn_leave(self, entered);
+    return PyBool_FromLong(v);
+}
+
+static const char *
+conn_role_text(const trk_conn *conn)
+{
+    return trk_role_name(trk_conn_role(conn));
+}
+
+#define TEXT_GETTER(name, fn)                                                 \
+    static PyObject *Connection_get_##name(ConnectionObject *self, void *c)   \
+    {                                                                         \
+        SHIM_UNUSED(c);                                                       \
+        return get_text(self, fn);                                            \
+    }
+#define FLAG_GETTER(name, fn)                                                 \
+    static PyObject *Connection_get_##name(ConnectionObject *self, void *c)   \
+    {                                                                         \
+        SHIM_UNUSED(c);                                                       \
+        return get_flag(self, fn);                                            \
+    }
+
+TEXT_GETTER(role, conn_role_text)
+TEXT_GETTER(version, trk_conn_version)
+TEXT_GETTER(cipher, trk_conn_cipher)
+TEXT_GETTER(state, trk_conn_state)
+FLAG_GETTER(session_reused, trk_conn_session_reused)
+FLAG_GETTER(secure_renegotiation, trk_conn_secure_renegotiation)
+
+static PyObject *
+Connection_get_alpn(ConnectionObject *self, void *c)
+{
+    const unsigned char *proto = NULL;
+    size_t len = 0;
+    PyObject *r;
+    int entered;
+
+    SHIM_UNUSED(c);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    trk_conn_alpn(self->conn, &proto, &len);
+    r = (proto != NULL && len > 0)
+            ? PyUnicode_DecodeUTF8((const char *)proto, (Py_ssize_t)len,
+                                   "surrogateescape")
+            : Py_NewRef(Py_None);
+    conn_leave(self, entered);
+    return r;
+}
+
+static PyObject *
+Connection_get_outgoing(ConnectionObject *self, void *c)
+{
+    size_t n;
+    int entered;
+
+    SHIM_UNUSED(c);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    n = trk_conn_outgoing(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *
+Connection_get_context(ConnectionObject *self, void *c)
+{
+    SHIM_UNUSED(c);
+    return Py_NewRef(self->context ? self->context : Py_None);
+}
+
+static PyObject *
+Connection_get_stats(ConnectionObject *self, void *c)
+{
+    trk_stats stats;
+    const trk_stat_field *f;
+    PyObject *d;
+    int entered;
+
+    SHIM_UNUSED(c);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    trk_conn_stats(self->conn, &stats);
+    conn_leave(self, entered);
+    d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    /* The names live in the core's table, so Python and Lua agree. */
+    for (f = trk_stat_fields; f->name != NULL; f++) {
+        uint64_t v;
+        PyObject *n;
+
+        memcpy(&v, (const char *)&stats + f->offset, sizeof v);
+        n = PyLong_FromUnsignedLongLong((unsigned long long)v);
+        if (n == NULL || PyDict_SetItemString(d, f->name, n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(n);
+    }
+    return d;
+}
+
+/* "DNS:a, IP Address:127.0.0.1" -> (("DNS", "a"), ("IP Address", "127.0.0.1")),
+ * the shape of ssl.SSLSocket.getpeercert()["subjectAltName"]. */
+static PyObject *
+san_tuple(const char *san)
+{
+    PyObject *list = PyList_New(0), *t;
+    const char *p = san;
+
+    if (list == NULL)
+        return NULL;
+    while (*p != '\0') {
+        const char *end = strstr(p, ", "), *colon;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        PyObject *item;
+
+        colon = memchr(p, ':', len);
+        if (colon != NULL)
+            item = Py_BuildValue("(s#s#)", p, (Py_ssize_t)(colon - p), colon + 1,
+                                 (Py_ssize_t)(len - (size_t)(colon - p) - 1));
+        else
+            item = Py_BuildValue("(ss#)", "", p, (Py_ssize_t)len);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+        p += len;
+        if (end != NULL)
+            p += 2;
+    }
+    t = PyList_AsTuple(list);
+    Py_DECREF(list);
+    return t;
+}
+
+static PyObject *
+Connection_get_peer_certificate(ConnectionObject *self, void *c)
+{
+    trk_cert_info info;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    PyObject *san, *r;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    SHIM_UNUSED(c);
+    memset(&info, 0, sizeof info);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_peer_certificate(self->conn, &info, &der, &der_len, &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0) {
+        trk_free(der);
+        return NULL;
+    }
+    if (der == NULL)
+        Py_RETURN_NONE;
+    san = san_tuple(info.san);
+    if (san == NULL) {
+        trk_free(der);
+        return NULL;
+    }
+    r = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s,s:N,s:y#}", "subject", info.subject,
+                      "issuer", info.issuer, "serial", info.serial, "not_before",
+                      info.not_before, "not_after", info.not_after, "san", san, "der",
+                      (const char *)der, (Py_ssize_t)der_len);
+    trk_free(der);
+    return r;
+}
+
+static PyObject *
+Connection_repr(ConnectionObject *self)
+{
+    char text[400];
+    const char *version, *cipher, *state, *ku;
+    size_t used;
+    int entered, pending;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    version = trk_conn_version(self->conn);
+    cipher = trk_conn_cipher(self->conn);
+    state = trk_conn_state(self->conn);
+    ku = trk_key_update_type_name(trk_conn_get_key_update_type(self->conn));
+    pending = trk_conn_renegotiate_pending(self->conn);
+    PyOS_snprintf(text, sizeof text, "<tlsrekey.Connection %s",
+                  trk_role_name(trk_conn_role(self->conn)));
+    used = strlen(text);
+    if (version != NULL)
+        used += (size_t)PyOS_snprintf(text + used, sizeof text - used, " %s", version);
+    if (cipher != NULL && used < sizeof text)
+        used += (size_t)PyOS_snprintf(text + used, sizeof text - used, " %s", cipher);
+    if (used < sizeof text)
+        used += (size_t)PyOS_snprintf(text + used, sizeof text - used, " %s",
+                                      state ? state : "?");
+    if (ku != NULL && trk_conn_get_key_update_type(self->conn) != TRK_KEY_UPDATE_NONE &&
+        used < sizeof text)
+        used += (size_t)PyOS_snprintf(text + used, sizeof text - used, " key_update=%s",
+                                      ku);
+    if (pending && used < sizeof text)
+        used += (size_t)PyOS_snprintf(text + used, sizeof text - used,
+                                      " renegotiate_pending");
+    conn_leave(self, entered);
+    if (used < sizeof text)
+        PyOS_snprintf(text + used, sizeof text - used, ">");
+    return PyUnicode_FromString(text);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The type                                                                   */
+/* ------------------------------------------------------------------------- */
+
+static PyMethodDef Connection_methods[] = {
+    {"do_handshake", (PyCFunction)Connection_do_handshake, METH_NOARGS,
+     "do_handshake() -> None\n\n"
+     "Run the handshake to completion (non-blocking and memory transports: until\n"
+     "WantReadError/WantWriteError). Once established, it sends a scheduled key\n"
+     "update at once (TLS 1.3) or performs a scheduled renegotiation (TLS 1.2). It\n"
+     "does not send the reply owed to a peer's key update request: write(b\"\")\n"
+     "does."},
+    {"read", SHIM_METH(Connection_read), METH_VARARGS | METH_KEYWORDS,
+     "read(n=16384) -> bytes\n\n"
+     "Read up to n bytes of application data; b\"\" once the peer has closed the\n"
+     "connection cleanly (close_notify). Completes the handshake first. Data that\n"
+     "has already arrived is returned even when a KeyUpdate or a session ticket\n"
+     "came first; a read may also send (a key update reply, renegotiation\n"
+     "messages)."},
+    {"read_into", SHIM_METH(Connection_read_into), METH_VARARGS | METH_KEYWORDS,
+     "read_into(buffer, nbytes=None) -> int\n\n"
+     "Read up to nbytes (default: len(buffer)) into a writable buffer; returns the\n"
+     "count, 0 once the peer has closed the connection cleanly."},
+    {"write", (PyCFunction)Connection_write, METH_VARARGS,
+     "write(data) -> int\n\n"
+     "Write all of data (any bytes-like object); returns len(data). write(b\"\")\n"
+     "really calls OpenSSL: it sends whatever protocol message is owed, such as\n"
+     "the reply to a peer's key update request. Non-blocking and memory\n"
+     "transports: after WantWriteError/WantReadError call again with the same\n"
+     "data."},
+    {"pending", (PyCFunction)Connection_pending, METH_NOARGS,
+     "pending() -> int\n\nDecrypted bytes readable without touching the transport."},
+    {"shutdown", (PyCFunction)Connection_shutdown, METH_NOARGS,
+     "shutdown() -> bool\n\n"
+     "Send close_notify (once). Returns True when the peer's close_notify has also\n"
+     "been received; call again to wait for it (blocking transports wait up to the\n"
+     "timeout, others may raise WantReadError). The socket stays open."},
+    {"close", (PyCFunction)Connection_close, METH_NOARGS,
+     "close() -> None\n\n"
+     "Free the TLS state without sending close_notify (call shutdown() first for\n"
+     "that). Closes the socket only if connect() opened it; a socket given to\n"
+     "wrap() is left open. Idempotent; any other use afterwards raises\n"
+     "StateError."},
+    {"__enter__", (PyCFunction)Connection_enter, METH_NOARGS,
+     "Return the connection itself."},
+    {"__exit__", (PyCFunction)Connection_exit, METH_VARARGS,
+     "close() the connection."},
+    {"feed", (PyCFunction)Connection_feed, METH_VARARGS,
+     "feed(data) -> None\n\nMemory transport: append bytes received from the peer."},
+    {"feed_eof", (PyCFunction)Connection_feed_eof, METH_NOARGS,
+     "feed_eof() -> None\n\n"
+     "Memory transport: the peer's stream ended. Later reads see EOF (without\n"
+     "close_notify: SyscallError unless the context ignores unexpected EOF)."},
+    {"drain", (PyCFunction)Connection_drain, METH_NOARGS,
+     "drain() -> bytes\n\n"
+     "Memory transport: take every byte waiting to be sent to the peer. Drain after\n"
+     "every call: reads and handshakes produce output too."},
+    {"key_update", SHIM_METH(Connection_key_update), METH_VARARGS | METH_KEYWORDS,
+     "key_update(updatetype=KEY_UPDATE_NOT_REQUESTED, now=False) -> None\n\n"
+     "Schedule a TLS 1.3 key update (SSL_key_update). NOT_REQUESTED updates our\n"
+     "sending keys and tells the peer; REQUESTED also asks the peer to update its\n"
+     "own. The update goes out with the next read/write/do_handshake; with now=True\n"
+     "this call performs do_handshake() so it is on the wire when it returns.\n"
+     "Meanwhile get_key_update_type() returns the scheduled type.\n\n"
+     "ValueError: updatetype is NONE or not a key update type (TypeError for bool\n"
+     "and non-ints). StateError: before the handshake, not TLS 1.3, an update is\n"
+     "already scheduled, or a write is pending after WantWriteError; none of these\n"
+     "harm the connection."},
+    {"get_key_update_type", (PyCFunction)Connection_get_key_update_type, METH_NOARGS,
+     "get_key_update_type() -> KeyUpdateType\n\n"
+     "The scheduled key update, or KeyUpdateType.NONE. After the peer asked us to\n"
+     "update (REQUESTED), this reports the reply we owe (NOT_REQUESTED) until our\n"
+     "next write sends it: an update our own code never asked for."},
+    {"renegotiate", (PyCFunction)Connection_renegotiate, METH_NOARGS,
+     "renegotiate() -> None\n\n"
+     "TLS 1.2: schedule a renegotiation, performed at the next I/O. Client: a full\n"
+     "new handshake, no session resumption. Server: a HelloRequest; the client\n"
+     "answers inside its ordinary reads and writes. StateError on TLS 1.3, before\n"
+     "the handshake, or when the context has no_renegotiation."},
+    {"renegotiate_abbreviated", (PyCFunction)Connection_renegotiate_abbreviated,
+     METH_NOARGS,
+     "renegotiate_abbreviated() -> None\n\n"
+     "Like renegotiate(), but a client's new handshake resumes the session. On a\n"
+     "server it is the same as renegotiate()."},
+    {"renegotiate_pending", (PyCFunction)Connection_renegotiate_pending, METH_NOARGS,
+     "renegotiate_pending() -> bool\n\n"
+     "True while a renegotiation (or a request for one) is scheduled or under way."},
+    {"set_verify_client", SHIM_METH(Connection_set_verify_client),
+     METH_VARARGS | METH_KEYWORDS,
+     "set_verify_client(required=True, verify=True) -> None\n\n"
+     "Server: ask for a client certificate in this connection's next handshake (a\n"
+     "renegotiation), insisting on one when required; verify it against the\n"
+     "context's CAs when verify. Other connections of the context are untouched."},
+    {"export_keying_material", SHIM_METH(Connection_export_keying_material),
+     METH_VARARGS | METH_KEYWORDS,
+     "export_keying_material(label, length, context=None) -> bytes\n\n"
+     "RFC 5705 / RFC 8446 7.5 exporter. The tls-exporter channel binding (RFC\n"
+     "9266) is export_keying_material(\"EXPORTER-Channel-Binding\", 32)."},
+    {"fileno", (PyCFunction)Connection_fileno, METH_NOARGS,
+     "fileno() -> int\n\nThe socket's file descriptor; -1 for memory transports, "
+     "pairs and after close()."},
+    {"settimeout", (PyCFunction)Connection_settimeout, METH_O,
+     "settimeout(timeout) -> None\n\n"
+     "Socket transports: None blocks, a number of seconds bounds each call\n"
+     "(TimeoutError), 0 is non-blocking (WantReadError/WantWriteError)."},
+    {"gettimeout", (PyCFunction)Connection_gettimeout, METH_NOARGS,
+     "gettimeout() -> float | None\n\nThe timeout settimeout() describes."},
+    {"set_event_callback", (PyCFunction)Connection_set_event_callback, METH_O,
+     "set_event_callback(fn) -> None\n\n"
+     "Call fn(event) for each KeyUpdate, HelloRequest, handshake and alert, sent or\n"
+     "received, from inside the call that saw it, after the counters moved. event\n"
+     "is a dict: name (\"key_update_received\", ...), role, connection, and\n"
+     "request_update (key updates) or alert_level, alert_description, alert_text\n"
+     "(alerts). An exception fn raises is re-raised by that call. fn may read the\n"
+     "connection but not drive it (StateError). None removes the callback."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef Connection_getset[] = {
+    {"role", (getter)Connection_get_role, NULL, "\"client\" or \"server\".", NULL},
+    {"version", (getter)Connection_get_version, NULL,
+     "The negotiated protocol (\"TLSv1.3\"), None before the handshake.", NULL},
+    {"cipher", (getter)Connection_get_cipher, NULL,
+     "OpenSSL's name of the negotiated cipher, None before the handshake.", NULL},
+    {"alpn", (getter)Connection_get_alpn, NULL,
+     "The negotiated ALPN protocol, or None.", NULL},
+    {"session_reused", (getter)Connection_get_session_reused, NULL,
+     "Whether the last handshake resumed a session.", NULL},
+    {"secure_renegotiation", (getter)Connection_get_secure_renegotiation, NULL,
+     "Whether the peer supports secure renegotiation (RFC 5746).", NULL},
+    {"peer_certificate", (getter)Connection_get_peer_certificate, NULL,
+     "The peer's certificate as a dict (subject, issuer, serial, not_before,\n"
+     "not_after, san as ((type, value), ...), der), or None if it sent none.", NULL},
+    {"state", (getter)Connection_get_state, NULL,
+     "\"new\", \"handshaking\", \"established\", \"renegotiating\", \"closed\",\n"
+     "\"failed\" or \"released\" (after close()).", NULL},
+    {"stats", (getter)Connection_get_stats, NULL,
+     "Counters from OpenSSL's message callback, as a dict: key_updates_sent,\n"
+     "key_updates_received, key_update_requests_sent/received, renegotiations\n"
+     "(completed renegotiation handshakes on this side, whoever started them),\n"
+     "hello_requests_sent/received, handshakes, alerts_sent/received,\n"
+     "bytes_written/read, records_written/read.", NULL},
+    {"context", (getter)Connection_get_context, NULL,
+     "The Context this connection was made from.", NULL},
+    {"outgoing", (getter)Connection_get_outgoing, NULL,
+     "Memory transport: bytes waiting to be drained.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+PyTypeObject Connection_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tlsrekey.Connection",
+    .tp_basicsize = sizeof(ConnectionObject),
+    .tp_dealloc = (destructor)Connection_dealloc,
+    .tp_repr = (reprfunc)Connection_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A TLS connection (an OpenSSL SSL object) with key update and\n"
+              "renegotiation. Made by Context.connect(), Context.wrap(),\n"
+              "Context.memory() or tlsrekey.pair(); not constructed directly.\n\n"
+              "One connection may be used from several threads: calls are serialised\n"
+              "(both ends of a pair together), and the GIL is released while OpenSSL\n"
+              "works. A with-block closes it.",
+    .tp_traverse = (traverseproc)Connection_traverse,
+    .tp_clear = (inquiry)Connection_clear,
+    .tp_weaklistoffset = offsetof(ConnectionObject, weakreflist),
+    .tp_methods = Connection_methods,
+    .tp_getset = Connection_getset,
+};

@@ -1,0 +1,293 @@
+/*
+ * errors.c - the one place where a core status becomes a Python exception.
+ *
+ * The classes are made from the core's status table: for every status the core
+ * names (trk_status_name), the table below says which Python class stands for it.
+ * TRK_ARG is the built-in ValueError and TRK_NOMEM MemoryError (DESIGN.md: argument
+ * errors are not tlsrekey.Error); every other status has a subclass of
+ * tlsrekey.Error(OSError) whose `status` class attribute is the core's name.
+ */
+#include <string.h>
+
+#include "shim.h"
+
+static PyObject *Error_class;                         /* tlsrekey.Error */
+static PyObject *status_class[TRK_STATUS_COUNT];      /* strong; NULL: none */
+
+static const struct exc_spec {
+    const char *status;     /* trk_status_name() of the status it stands for */
+    const char *name;       /* the class name in tlsrekey */
+    const char *doc;
+} exc_specs[] = {
+    {"want_read", "WantReadError",
+     "A non-blocking or memory-transport call needs bytes from the peer first.\n\n"
+     "Wait until the socket is readable (or feed() the peer's bytes), then call\n"
+     "the same method again with the same arguments."},
+    {"want_write", "WantWriteError",
+     "A non-blocking or memory-transport call must send bytes first.\n\n"
+     "Wait until the socket is writable (or drain() the output), then call the same\n"
+     "method again with the same arguments. Until that write completes,\n"
+     "key_update() raises StateError (\"bad write retry\")."},
+    {"closed", "ZeroReturnError",
+     "The peer closed the TLS connection cleanly (close_notify).\n\n"
+     "read() and read_into() report this as b\"\" / 0 instead of raising."},
+    {"syscall", "SyscallError",
+     "The transport failed, or the peer closed it without close_notify\n"
+     "(\"unexpected eof while reading\"). .errno holds the system error if any."},
+    {"protocol", "ProtocolError",
+     "A TLS protocol failure: an alert, a failed handshake, a bad record, a refused\n"
+     "renegotiation. .library and .reason name OpenSSL's reason."},
+    {"verify", "CertificateError",
+     "Certificate or host name verification failed.\n\n"
+     ".verify_code is OpenSSL's X509_V_ERR_* code, .verify_message the sentence."},
+    {"state", "StateError",
+     "A valid call at the wrong time: before the handshake, key_update() on TLS 1.2,\n"
+     "renegotiate() on TLS 1.3, a second key_update() while one is scheduled, a\n"
+     "key_update() while a write is pending, any use after close()."},
+    {"timeout", "TimeoutError",
+     "A blocking transport's timeout passed. Also a builtins.TimeoutError."},
+    {"callback", "CallbackError",
+     "An event callback failed and left no Python exception to re-raise."},
+};
+
+static PyObject *
+new_class(PyObject *module, const char *name, const char *doc, PyObject *bases,
+          const char *status)
+{
+    char qualified[64];
+    PyObject *dict, *cls;
+
+    PyOS_snprintf(qualified, sizeof qualified, "tlsrekey.%s", name);
+    dict = PyDict_New();
+    if (dict == NULL)
+        return NULL;
+    if (status != NULL) {
+        PyObject *s = PyUnicode_FromString(status);
+        if (s == NULL || PyDict_SetItemString(dict, "status", s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        Py_DECREF(s);
+    }
+    cls = PyErr_NewExceptionWithDoc(qualified, doc, bases, dict);
+    Py_DECREF(dict);
+    if (cls == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, name, cls) < 0) {
+        Py_DECREF(cls);
+        return NULL;
+    }
+    return cls;
+}
+
+static int
+set_attr(PyObject *obj, const char *name, PyObject *value)
+{
+    int rc;
+
+    if (value == NULL)
+        return -1;
+    rc = PyObject_SetAttrString(obj, name, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* Class defaults, so that an instance a user raises himself still answers. */
+static int
+set_defaults(PyObject *cls)
+{
+    static const char *none_attrs[] = {"status", "reason", "library", NULL};
+    PyObject *empty;
+    int i;
+
+    for (i = 0; none_attrs[i] != NULL; i++)
+        if (PyObject_SetAttrString(cls, none_attrs[i], Py_None) < 0)
+            return -1;
+    if (set_attr(cls, "ssl_error", PyLong_FromLong(0)) < 0)
+        return -1;
+    empty = PyTuple_New(0);
+    if (empty == NULL)
+        return -1;
+    i = PyObject_SetAttrString(cls, "errors", empty);
+    Py_DECREF(empty);
+    return i;
+}
+
+int
+shim_errors_init(PyObject *module)
+{
+    PyObject *table;
+    int s;
+    size_t i;
+
+    Error_class = new_class(
+        module, "Error",
+        "Base class of every tlsrekey failure (a subclass of OSError).\n\n"
+        "Attributes: status (the core's status name, e.g. \"state\"), reason and\n"
+        "library (OpenSSL's, or the core's own reason), ssl_error (SSL_get_error()\n"
+        "value), errno (system error or None), errors (the queued OpenSSL error\n"
+        "lines). str() is one readable sentence.",
+        PyExc_OSError, NULL);
+    if (Error_class == NULL || set_defaults(Error_class) < 0)
+        return -1;
+
+    /* {status name: class} for every status the core knows, so that a test can
+     * check that each one has a Python class. */
+    table = PyDict_New();
+    if (table == NULL)
+        return -1;
+    for (s = 0; s < TRK_STATUS_COUNT; s++) {
+        const char *name = trk_status_name((trk_status)s);
+        PyObject *cls = NULL;
+
+        if (name == NULL || s == TRK_OK)
+            continue;
+        if (s == TRK_ARG) {
+            cls = Py_NewRef(PyExc_ValueError);
+        } else if (s == TRK_NOMEM) {
+            cls = Py_NewRef(PyExc_MemoryError);
+        } else {
+            for (i = 0; i < sizeof exc_specs / sizeof exc_specs[0]; i++) {
+                PyObject *bases;
+
+                if (strcmp(exc_specs[i].status, name) != 0)
+                    continue;
+                if (s == TRK_TIMEOUT)
+                    bases = PyTuple_Pack(2, Error_class, PyExc_TimeoutError);
+                else
+                    bases = PyTuple_Pack(1, Error_class);
+                if (bases == NULL)
+                    goto fail;
+                cls = new_class(module, exc_specs[i].name, exc_specs[i].doc, bases,
+                                name);
+                Py_DECREF(bases);
+                if (cls == NULL)
+                    goto fail;
+                if (s == TRK_VERIFY &&
+                    (set_attr(cls, "verify_code", PyLong_FromLong(0)) < 0 ||
+                     PyObject_SetAttrString(cls, "verify_message", Py_None) < 0))
+                    goto fail;
+                break;
+            }
+            /* A status the shim does not know yet is still raised, as the base
+             * class; tests/python/test_errors.py fails on it. */
+            if (cls == NULL)
+                continue;
+        }
+        status_class[s] = cls;
+        if (PyDict_SetItemString(table, name, cls) < 0)
+            goto fail;
+    }
+    if (PyModule_AddObject(module, "_STATUS_CLASSES", table) < 0)
+        goto fail;
+    return 0;
+
+fail:
+    Py_DECREF(table);
+    return -1;
+}
+
+static PyObject *
+text(const char *s)
+{
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+/* "" becomes None: no library or reason known. */
+static PyObject *
+text_or_none(const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        Py_RETURN_NONE;
+    return text(s);
+}
+
+PyObject *
+shim_raise(trk_status status, const trk_error *err, const char *argname)
+{
+    const char *message = trk_status_message(status);
+    PyObject *cls, *arg, *exc, *errors = NULL;
+    int i;
+
+    if (err != NULL && err->message[0] != '\0')
+        message = err->message;
+    if (message == NULL)
+        message = "unknown tlsrekey status";
+
+    switch (status) {
+    case TRK_OK:
+        PyErr_SetString(PyExc_SystemError, "tlsrekey: raise with status ok");
+        return NULL;
+    case TRK_NOMEM:
+        return PyErr_NoMemory();
+    case TRK_ARG:
+        if (argname != NULL)
+            PyErr_Format(PyExc_ValueError, "%s: %s", argname, message);
+        else
+            PyErr_SetString(PyExc_ValueError, message);
+        return NULL;
+    default:
+        break;
+    }
+
+    cls = ((int)status >= 0 && status < TRK_STATUS_COUNT && status_class[status])
+              ? status_class[status] : Error_class;
+    arg = text(message);
+    if (arg == NULL)
+        return NULL;
+    exc = PyObject_CallOneArg(cls, arg);
+    Py_DECREF(arg);
+    if (exc == NULL)
+        return NULL;
+
+    if (set_attr(exc, "status", text_or_none(trk_status_name(status))) < 0)
+        goto fail;
+    if (err != NULL) {
+        if (set_attr(exc, "reason", text_or_none(err->reason)) < 0 ||
+            set_attr(exc, "library", text_or_none(err->library)) < 0 ||
+            set_attr(exc, "ssl_error", PyLong_FromLong(err->ssl_error)) < 0)
+            goto fail;
+        if (err->sys_errno != 0 &&
+            set_attr(exc, "errno", PyLong_FromLong(err->sys_errno)) < 0)
+            goto fail;
+        errors = PyList_New(0);
+        if (errors == NULL)
+            goto fail;
+        for (i = 0; i < err->nqueue && i < TRK_ERROR_QUEUE_MAX; i++) {
+            PyObject *line = text(err->queue[i]);
+            if (line == NULL || PyList_Append(errors, line) < 0) {
+                Py_XDECREF(line);
+                goto fail;
+            }
+            Py_DECREF(line);
+        }
+        if (PyObject_SetAttrString(exc, "errors", errors) < 0)
+            goto fail;
+        if (status == TRK_VERIFY &&
+            (set_attr(exc, "verify_code", PyLong_FromLong(err->verify_code)) < 0 ||
+             set_attr(exc, "verify_message", text(message)) < 0))
+            goto fail;
+    } else {
+        if (set_attr(exc, "errors", PyList_New(0)) < 0)
+            goto fail;
+    }
+    PyErr_SetObject(cls, exc);
+
+fail:
+    Py_XDECREF(errors);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+PyObject *
+shim_raise_state(const char *reason, const char *message)
+{
+    trk_error err;
+
+    memset(&err, 0, sizeof err);
+    err.status = TRK_STATE;
+    PyOS_snprintf(err.reason, sizeof err.reason, "%s", reason);
+    PyOS_snprintf(err.message, sizeof err.message, "%s", message);
+    return shim_raise(TRK_STATE, &err, NULL);
+}

@@ -1,0 +1,104 @@
+/*
+ * shim.h - what the files of the CPython shim share.
+ *
+ * The shim converts Python arguments, calls a trk_ function of the core
+ * (csrc/tlsrekey.h, the only core header included) and converts its status. It never
+ * calls OpenSSL itself and never reads errno: a failure is always a (trk_status,
+ * trk_error) pair, turned into an exception by shim_raise() in errors.c.
+ *
+ * Files: module.c (init, module functions), errors.c (exceptions), context.c
+ * (Context), connection.c (Connection, its lock, the event trampoline).
+ */
+#ifndef TLSREKEY_SHIM_H
+#define TLSREKEY_SHIM_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pythread.h>
+
+#include "tlsrekey.h"
+
+#define SHIM_UNUSED(x) ((void)(x))
+/* PyMethodDef wants a PyCFunction; going through void (*)(void) keeps
+ * -Wcast-function-type quiet for METH_VARARGS | METH_KEYWORDS functions. */
+#define SHIM_METH(fn) ((PyCFunction)(void (*)(void))(fn))
+
+/* ------------------------------------------------------------------------- */
+/* Objects                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The lock that serialises the connections the core must see driven by one thread:
+ * one connection alone, or both ends of a pair (the core moves the peer end forward
+ * from inside a call on the other). `refs` and `owner` change only with the GIL held.
+ * `owner` lets a Python event callback, which runs inside a core call on the owning
+ * thread, read its connection without deadlocking on the lock.
+ */
+typedef struct shim_lock {
+    PyThread_type_lock lock;
+    Py_ssize_t refs;          /* connections sharing this lock */
+    unsigned long owner;      /* thread ident of the holder, 0 when free */
+} shim_lock;
+
+typedef struct {
+    PyObject_HEAD
+    trk_ctx *ctx;             /* one reference, dropped in dealloc */
+} ContextObject;
+
+typedef struct ConnectionObject {
+    PyObject_HEAD
+    trk_conn *conn;           /* owned; closed by close(), freed in dealloc */
+    shim_lock *lock;          /* shared with the peer for a pair */
+    PyObject *context;        /* strong: the Context it was made from */
+    PyObject *sock;           /* strong: the socket given to wrap(), or NULL */
+    PyObject *callback;       /* strong: the event callback, or NULL */
+    PyObject *parked;         /* an exception the callback raised, not yet re-raised */
+    struct ConnectionObject *peer; /* borrowed: the other end of a pair; cleared by
+                                      the peer's dealloc (the core handles a freed
+                                      peer, so no strong reference is kept) */
+    int dying;                /* set in dealloc: the trampoline must not touch it */
+    PyObject *weakreflist;
+} ConnectionObject;
+
+extern PyTypeObject Context_Type;
+extern PyTypeObject Connection_Type;
+
+/* The KeyUpdateType IntEnum, made in module.c. */
+extern PyObject *shim_KeyUpdateType;
+
+/* ------------------------------------------------------------------------- */
+/* errors.c                                                                   */
+/* ------------------------------------------------------------------------- */
+
+/* Creates tlsrekey.Error and one subclass per core status, adds them to the
+ * module. 0 or -1 with an exception set. */
+int shim_errors_init(PyObject *module);
+
+/*
+ * THE function that raises from a core status. `err` is the record the core filled
+ * (NULL: only the status is known). `argname`, for TRK_ARG, names the argument in
+ * the ValueError. Always returns NULL, so `return shim_raise(...)` reads naturally.
+ */
+PyObject *shim_raise(trk_status status, const trk_error *err, const char *argname);
+
+/* A StateError for a misuse only the shim can see (it has no core status of its own
+ * to come from); goes through shim_raise with a record it fills. */
+PyObject *shim_raise_state(const char *reason, const char *message);
+
+/* ------------------------------------------------------------------------- */
+/* context.c / connection.c                                                   */
+/* ------------------------------------------------------------------------- */
+
+/* A new Connection around `conn` (stolen: freed on failure), holding `context`
+ * and `sock` (may be NULL). `lock` NULL makes a fresh lock; otherwise it is shared
+ * (a pair). NULL with an exception set on failure. */
+ConnectionObject *shim_connection_new(trk_conn *conn, PyObject *context,
+                                      PyObject *sock, shim_lock *lock);
+shim_lock *shim_lock_new(void);
+void shim_lock_decref(shim_lock *lock);
+
+/* Converters for PyArg_Parse "O&": a timeout (None -> TRK_TIMEOUT_NONE, a number
+ * >= 0 -> seconds) into a double. */
+int shim_timeout_converter(PyObject *obj, void *out);
+
+#endif /* TLSREKEY_SHIM_H */

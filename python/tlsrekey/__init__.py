@@ -1,0 +1,240 @@
+"""tlsrekey: TLS connections on OpenSSL 3 with TLS 1.3 key update and TLS 1.2
+renegotiation, their pending status visible and their events counted.
+
+A tour, no network needed::
+
+    >>> import tlsrekey
+    >>> client, server = tlsrekey.pair()            # handshaken in memory, TLS 1.3
+    >>> client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+    >>> client.get_key_update_type()               # scheduled, not yet sent
+    <KeyUpdateType.REQUESTED: 1>
+    >>> client.write(b"hi"); server.read()          # the update goes out with this I/O
+    >>> server.write(b"ok"); client.read()          # the server answers with its own
+    >>> client.stats["key_updates_received"]
+    1
+    >>> c12, s12 = tlsrekey.pair(max_version="TLSv1.2")
+    >>> c12.renegotiate(); c12.renegotiate_pending()
+    True
+
+Over the network: Context.client(...).connect(host, port), or Context.wrap(sock) for
+a socket you connected or accepted yourself, Context.memory() for event loops.
+
+Every failure is a tlsrekey.Error (an OSError) subclass carrying OpenSSL's library
+and reason, except bad argument values (ValueError) and types (TypeError).
+
+The method names are those of OpenSSL's SSL_key_update(3) manual page, which
+doubles as the reference for key_update, get_key_update_type, renegotiate,
+renegotiate_abbreviated and renegotiate_pending.
+"""
+
+from . import _tlsrekey
+from ._tlsrekey import (
+    KEY_UPDATE_NONE,
+    KEY_UPDATE_NOT_REQUESTED,
+    KEY_UPDATE_REQUESTED,
+    OPENSSL_VERSION,
+    CallbackError,
+    CertificateError,
+    Connection,
+    Error,
+    KeyUpdateType,
+    ProtocolError,
+    StateError,
+    SyscallError,
+    TimeoutError,
+    WantReadError,
+    WantWriteError,
+    ZeroReturnError,
+    __version__,
+    make_test_cert,
+)
+
+__all__ = [
+    "Context",
+    "Connection",
+    "KeyUpdateType",
+    "KEY_UPDATE_NONE",
+    "KEY_UPDATE_NOT_REQUESTED",
+    "KEY_UPDATE_REQUESTED",
+    "pair",
+    "make_test_cert",
+    "OPENSSL_VERSION",
+    "Error",
+    "WantReadError",
+    "WantWriteError",
+    "ZeroReturnError",
+    "SyscallError",
+    "ProtocolError",
+    "CertificateError",
+    "StateError",
+    "TimeoutError",
+    "CallbackError",
+]
+
+# Values of _tlsrekey.Context._set_verify (trk_verify_mode).
+_VERIFY_NONE, _VERIFY_OPTIONAL, _VERIFY_REQUIRED = 0, 1, 2
+
+
+class Context(_tlsrekey.Context):
+    """TLS settings shared by connections (an OpenSSL SSL_CTX).
+
+    Make one with Context.client(...) or Context.server(...), then connections
+    with connect(), wrap() or memory(). A connection keeps its context alive.
+    """
+
+    __slots__ = ()
+
+    def _apply_common(self, min_version, max_version, cert, key, ciphers,
+                      ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
+                      release_buffers, no_renegotiation,
+                      allow_client_renegotiation=False):
+        self._set_min_version(min_version)
+        self._set_max_version(max_version)
+        if cert is not None:
+            self._use_certificate(cert)
+            # key=None: the key is in the same file or PEM as the certificate.
+            self._use_private_key(cert if key is None else key)
+        elif key is not None:
+            raise ValueError("key: given without cert")
+        if ciphers is not None:
+            self._set_ciphers(ciphers)
+        if ciphersuites is not None:
+            self._set_ciphersuites(ciphersuites)
+        if groups is not None:
+            self._set_groups(groups)
+        if alpn is not None:
+            self._set_alpn(alpn)
+        if keylog is not None:
+            self._set_keylog(keylog)
+        self._set_ignore_unexpected_eof(ignore_unexpected_eof)
+        self._set_release_buffers(release_buffers)
+        self._set_renegotiation(allow_client_renegotiation, no_renegotiation)
+
+    @classmethod
+    def client(cls, cafile=None, capath=None, *, verify=True, check_hostname=True,
+               min_version="TLSv1.2", max_version=None, cert=None, key=None,
+               ciphers=None, ciphersuites=None, groups=None, alpn=None, keylog=None,
+               ignore_unexpected_eof=False, release_buffers=False,
+               no_renegotiation=False):
+        """A client context; the defaults are safe.
+
+        cafile: trusted certificates, a path (str or path-like) or PEM bytes;
+        capath: a directory of hashed certificates. With verify=True (the default)
+        and neither given, the system trust store is used. verify=False accepts any
+        server (and then no host name is checked either). check_hostname: check the
+        certificate against each connection's server_hostname.
+
+        min_version/max_version: "TLSv1.2", "TLSv1.3" (None: OpenSSL's limit).
+        cert/key: a client certificate (path or PEM bytes; key=None: in cert).
+        ciphers: the TLS 1.2 cipher list; ciphersuites: the TLS 1.3 suites;
+        groups: key exchange groups ("X25519:P-256"); alpn: protocol names offered
+        in order. keylog: append NSS key log lines (SSLKEYLOGFILE) to this path.
+        ignore_unexpected_eof: treat EOF without close_notify as a clean close.
+        release_buffers: idle connections free their record buffers.
+        no_renegotiation: refuse renegotiation both ways (a server's HelloRequest
+        is answered with a no_renegotiation alert).
+        """
+        ctx = cls("client")
+        ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
+                          groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
+                          no_renegotiation)
+        if cafile is not None or capath is not None:
+            ctx._load_verify(cafile, capath)
+        elif verify:
+            ctx._load_default_verify()
+        ctx._set_verify(_VERIFY_REQUIRED if verify else _VERIFY_NONE)
+        ctx._set_check_hostname(bool(verify and check_hostname))
+        return ctx
+
+    @classmethod
+    def server(cls, cert=None, key=None, *, allow_client_renegotiation=False,
+               no_renegotiation=False, verify_client=False, cafile=None, capath=None,
+               min_version="TLSv1.2", max_version=None, ciphers=None,
+               ciphersuites=None, groups=None, alpn=None, keylog=None,
+               ignore_unexpected_eof=False, release_buffers=False, num_tickets=None,
+               session_cache=True):
+        """A server context.
+
+        cert: the certificate (chain), key: its private key; each a path (str or
+        path-like) or PEM bytes (key=None: the key is in cert). For a throwaway
+        one: Context.server(*tlsrekey.make_test_cert()).
+
+        allow_client_renegotiation: accept renegotiations a client starts (refused
+        by default, as OpenSSL 3 does). no_renegotiation: no renegotiation in
+        either direction. verify_client: False (ask no certificate), True (require
+        one) or "optional" (ask, verify if sent), checked against cafile/capath
+        (path or PEM bytes / directory). num_tickets: TLS 1.3 session tickets per
+        handshake (OpenSSL's default 2). session_cache: keep a session cache so
+        clients can resume. The other options are those of Context.client().
+        """
+        if cert is None:
+            raise TypeError("Context.server() needs cert= (a path, PEM bytes, or "
+                            "make_test_cert()[0])")
+        ctx = cls("server")
+        ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
+                          groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
+                          no_renegotiation, allow_client_renegotiation)
+        if verify_client is False or verify_client is None:
+            mode = _VERIFY_NONE
+        elif verify_client is True:
+            mode = _VERIFY_REQUIRED
+        elif verify_client == "optional":
+            mode = _VERIFY_OPTIONAL
+        else:
+            raise ValueError(
+                f"verify_client: expected False, True or 'optional', not {verify_client!r}")
+        if cafile is not None or capath is not None:
+            ctx._load_verify(cafile, capath)
+        ctx._set_verify(mode)
+        if num_tickets is not None:
+            ctx._set_num_tickets(num_tickets)
+        ctx._set_session_cache(session_cache)
+        return ctx
+
+
+# pair(): which options go to which end. Options shared by both ends apply to both.
+_PAIR_BOTH = frozenset({
+    "min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
+    "keylog", "ignore_unexpected_eof", "release_buffers", "no_renegotiation",
+})
+_PAIR_SERVER = frozenset({
+    "allow_client_renegotiation", "verify_client", "num_tickets", "session_cache",
+})
+_PAIR_CLIENT = frozenset({"verify", "check_hostname", "capath"})
+
+
+def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
+         server_hostname="localhost", **options):
+    """pair(**options) -> (client, server): two connections joined in memory,
+    handshaken before this returns (TLS 1.3 unless max_version says otherwise).
+
+    Whenever one end would wait for the other, it moves the other end forward
+    itself, so a key update request or a renegotiation completes inside ordinary
+    reads and writes of either end. Both ends are serialised together.
+
+    cert/key: the server's certificate (default: a throwaway one from
+    make_test_cert(server_hostname)); the client trusts cafile (default: cert)
+    and checks server_hostname ("localhost"). client_cert/client_key: a client
+    certificate, which the server then trusts. Options for both ends:
+    min_version, max_version, ciphers, ciphersuites, groups, alpn, keylog,
+    ignore_unexpected_eof, release_buffers, no_renegotiation; for the server:
+    allow_client_renegotiation, verify_client, num_tickets, session_cache; for
+    the client: verify, check_hostname, capath.
+    """
+    unknown = set(options) - _PAIR_BOTH - _PAIR_SERVER - _PAIR_CLIENT
+    if unknown:
+        raise TypeError(f"pair() got unexpected options: {', '.join(sorted(unknown))}")
+    if cert is None:
+        if key is not None:
+            raise ValueError("key: given without cert")
+        cert, key = make_test_cert(server_hostname or "localhost")
+    both = {k: v for k, v in options.items() if k in _PAIR_BOTH}
+    server_opts = {k: v for k, v in options.items() if k in _PAIR_SERVER}
+    client_opts = {k: v for k, v in options.items() if k in _PAIR_CLIENT}
+    if client_cert is not None:
+        server_opts.setdefault("cafile", client_cert)
+    server_ctx = Context.server(cert, key, **both, **server_opts)
+    client_ctx = Context.client(cert if cafile is None else cafile, cert=client_cert,
+                                key=client_key, **both, **client_opts)
+    return _tlsrekey._pair(client_ctx, server_ctx, server_hostname)
+
