@@ -205,8 +205,8 @@ int ltrk_context_new(lua_State *L)
         check_option(L, trk_ctx_set_session_cache(c->ctx, b, &err), &err, "session_cache");
     lua_getfield(L, 1, "num_tickets");
     if (!lua_isnil(L, -1)) {
-        int isnum;
-        lua_Integer n = lua_tointegerx(L, -1, &isnum);
+        int isnum = 0;
+        lua_Integer n = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
         if (!isnum || n < 0 || n > 1000)
             luaL_argerror(L, 1, "option 'num_tickets' must be an integer from 0 to 1000");
         check_option(L, trk_ctx_set_num_tickets(c->ctx, (int)n, &err), &err,
