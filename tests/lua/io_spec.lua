@@ -1,0 +1,214 @@
+-- I/O: partial reads and pending(), write(""), non-blocking and blocking sockets with
+-- timeouts, wrapping LuaSocket objects and raw fds, connect(), memory transports
+-- with feed/drain, shutdown, introspection and events. Same case names as
+-- tests/python/test_io.py.
+local H = require "helpers"
+local tlsrekey = H.tlsrekey
+local socket = H.socket
+
+describe("I/O", function()
+  after_each(H.cleanup)
+
+  for _, T in ipairs(H.transports) do
+    it("partial_reads_and_pending over " .. T.name, function()
+      local c, s = T.new()
+      assert.equal(10, c:write("abcdefghij"))
+      local part
+      H.read_until(s, function() part = s:read(4); return part ~= nil end)
+      assert.equal("abcd", part)
+      assert.equal(6, s:pending())
+      assert.equal("efghij", s:read())
+      assert.equal(0, s:pending())
+    end)
+
+    it("read_would_block_returns_nil_and_want_read over " .. T.name, function()
+      local c = T.new()
+      local data, want = c:read()
+      assert.is_nil(data)
+      assert.equal("want_read", want)
+    end)
+
+    it("shutdown_both_ways over " .. T.name, function()
+      local c, s = T.new()
+      assert.is_false(c:shutdown()) -- close_notify sent, the peer's not yet seen
+      H.read_until(s, function() return s:state() == "closed" end)
+      assert.is_true(s:shutdown())
+      H.read_until(c, function() return c:shutdown() end)
+      assert.equal("closed", c:state())
+    end)
+
+    it("introspection_and_tostring over " .. T.name, function()
+      local c, s = T.new()
+      assert.equal("client", c:role())
+      assert.equal("server", s:role())
+      assert.equal("TLSv1.3", c:version())
+      assert.equal("TLS_AES_256_GCM_SHA384", c:cipher())
+      assert.is_true(c:secure_renegotiation() == true or c:secure_renegotiation() == false)
+      assert.is_false(c:session_reused())
+      assert.is_true(c:handshake_done())
+      assert.equal("established", c:state())
+      assert.equal("tlsrekey.connection client TLSv1.3 TLS_AES_256_GCM_SHA384 established",
+                   tostring(c))
+      c:key_update("requested")
+      assert.equal("tlsrekey.connection client TLSv1.3 TLS_AES_256_GCM_SHA384 established"
+                   .. " key_update=requested", tostring(c))
+      local info = c:peer_certificate()
+      for _, k in ipairs { "subject", "issuer", "serial", "not_before", "not_after", "san", "der" } do
+        assert.equal("string", type(info[k]), k)
+      end
+      assert.truthy(info.san:find("DNS:localhost", 1, true), info.san)
+      assert.truthy(info.not_after:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$"), info.not_after)
+      assert.equal(0x30, info.der:byte(1)) -- a DER SEQUENCE
+      assert.is_nil(s:peer_certificate()) -- the client sent none
+      local stats = c:stats()
+      for _, k in ipairs { "key_updates_sent", "key_updates_received", "key_update_requests_sent",
+                           "key_update_requests_received", "renegotiations", "hello_requests_sent",
+                           "hello_requests_received", "handshakes", "alerts_sent",
+                           "alerts_received", "bytes_written", "bytes_read",
+                           "records_written", "records_read" } do
+        assert.equal("number", type(stats[k]), k)
+      end
+      assert.equal(1, stats.handshakes)
+    end)
+
+    it("version_and_cipher_are_nil_before_the_handshake over " .. T.name, function()
+      local c, s = T.raw()
+      assert.is_nil(c:version())
+      assert.is_nil(c:cipher())
+      assert.is_false(c:handshake_done())
+      assert.equal("new", c:state())
+      assert.equal("tlsrekey.connection server new", tostring(s))
+    end)
+
+    it("exported_keying_material_is_the_same_on_both_ends over " .. T.name, function()
+      local c, s = T.new()
+      local a = c:export_keying_material("EXPORTER-Channel-Binding", 32)
+      local b = s:export_keying_material("EXPORTER-Channel-Binding", 32)
+      assert.equal(32, #a)
+      assert.equal(a, b)
+      assert.are_not.equal(a, c:export_keying_material("EXPORTER-Channel-Binding", 32, "ctx"))
+    end)
+
+    it("events_report_handshakes_and_alerts over " .. T.name, function()
+      local c, s = T.new()
+      local seen = {}
+      s:on_event(function(ev)
+        seen[#seen + 1] = ev
+      end)
+      assert.is_nil(s:on_event(s:on_event(nil))) -- returns the previous function
+      c:shutdown()
+      H.read_until(s, function() return s:state() == "closed" end)
+      local alert = seen[#seen]
+      assert.equal("alert_received", alert.name)
+      assert.equal("warning", alert.alert_level)
+      assert.equal(0, alert.alert_description)
+      assert.truthy(alert.alert_text:find("close", 1, true))
+    end)
+  end
+
+  it("write_empty_string_calls_the_core", function()
+    local c, s = tlsrekey.pair()
+    assert.equal(0, c:write(""))
+    c:key_update("not_requested")
+    assert.equal(0, c:write("")) -- the scheduled update goes out with it
+    assert.equal(1, c:stats().key_updates_sent)
+    s:read()
+    assert.equal(1, s:stats().key_updates_received)
+  end)
+
+  it("wrap_follows_the_luasocket_timeout", function()
+    local cctx, sctx, hostname = tlsrekey.pair_contexts()
+    local csock, ssock = H.tcp_pair()
+    ssock:settimeout(0)
+    assert.equal(0, sctx:wrap(ssock):gettimeout())
+    ssock:settimeout(2.5)
+    assert.equal(2.5, sctx:wrap(ssock):gettimeout())
+    ssock:settimeout(-1)
+    assert.is_nil(sctx:wrap(ssock):gettimeout())
+    assert.equal(1, sctx:wrap(ssock, { timeout = 1 }):gettimeout()) -- opts win
+    local c = cctx:wrap(csock, { server_hostname = hostname })
+    assert.is_true(c:settimeout(0))
+    assert.equal(0, c:gettimeout())
+    assert.is_true(c:settimeout(nil))
+    assert.is_nil(c:gettimeout())
+    assert.equal(csock:getfd(), c:getfd())
+  end)
+
+  it("blocking_read_times_out", function()
+    local c, s, csock = H.transports[2].new()
+    c:settimeout(0.2)
+    local t0 = socket.gettime()
+    local err = H.raises("timeout", function() c:read() end)
+    assert.is_true(socket.gettime() - t0 >= 0.15)
+    assert.equal("tlsrekey: timeout: " .. err.message, tostring(err))
+    -- still usable
+    c:settimeout(0)
+    assert.equal("x", H.exchange(s, c, "x"))
+    assert.truthy(csock)
+  end)
+
+  it("wrap_an_integer_fd_and_never_close_it", function()
+    local cctx, sctx, hostname = tlsrekey.pair_contexts()
+    local csock, ssock = H.tcp_pair()
+    local c = cctx:wrap(math.tointeger(csock:getfd()), { server_hostname = hostname, timeout = 0 })
+    local s = sctx:wrap(ssock, { timeout = 0 })
+    H.drive("do_handshake", c, s)
+    assert.equal("x", H.exchange(c, s, "x"))
+    c:close()
+    s:close()
+    -- the sockets are still ours and still open
+    assert.is_true(csock:getfd() >= 0)
+    assert.equal(5, csock:send("plain"))
+    ssock:settimeout(2)
+    assert.equal("plain", ssock:receive(5))
+  end)
+
+  it("connect_opens_and_closes_its_own_socket", function()
+    local cctx, sctx, hostname = tlsrekey.pair_contexts()
+    local srv, port = H.listen()
+    local c = cctx:connect("127.0.0.1", port, { server_hostname = hostname, timeout = 5 })
+    srv:settimeout(5)
+    local ssock = assert(srv:accept())
+    H.defer(function() ssock:close() end)
+    local s = sctx:wrap(ssock, { timeout = 0 })
+    c:settimeout(0)
+    H.drive("do_handshake", c, s)
+    assert.equal("hello", H.exchange(c, s, "hello"))
+    assert.is_true(c:getfd() >= 0)
+    c:close() -- closes the socket connect() opened: the server sees EOF
+    ssock:settimeout(2)
+    local _, err = ssock:receive(1)
+    assert.equal("closed", err)
+  end)
+
+  it("connect_to_a_closed_port_is_a_syscall_error", function()
+    local cctx = tlsrekey.pair_contexts()
+    local port = H.free_port()
+    local err = H.raises("syscall", function()
+      cctx:connect("127.0.0.1", port, { server_hostname = "localhost", timeout = 2 })
+    end)
+    assert.is_true(err.errno > 0)
+  end)
+
+  it("memory_transport_feed_and_drain", function()
+    local cctx, sctx, hostname = tlsrekey.pair_contexts()
+    local c, s = cctx:memory { server_hostname = hostname }, sctx:memory()
+    H.raises("want_read", function() c:do_handshake() end)
+    assert.is_true(c:outgoing() > 0) -- the ClientHello
+    local hello = c:drain()
+    assert.equal(0, c:outgoing())
+    assert.equal("", c:drain())
+    s:feed(hello)
+    H.memory_handshake(c, s)
+    assert.equal("TLSv1.3", s:version())
+    c:key_update("requested")
+    assert.equal(2, c:write("hi"))
+    s:feed(c:drain())
+    assert.equal("hi", s:read())
+    assert.equal(2, s:write("ok")) -- carries the answer to the request
+    c:feed(s:drain())
+    assert.equal("ok", c:read())
+    assert.equal(1, c:stats().key_updates_received)
+    assert.same({ nil, "want_read" }, { c:read() })
+  end)
+end)
