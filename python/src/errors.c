@@ -222,7 +222,8 @@ shim_raise(trk_status status, const trk_error *err, const char *argname)
     case TRK_NOMEM:
         return PyErr_NoMemory();
     case TRK_ARG:
-        if (argname != NULL)
+        /* The core's sentence usually names the argument already. */
+        if (argname != NULL && strstr(message, argname) == NULL)
             PyErr_Format(PyExc_ValueError, "%s: %s", argname, message);
         else
             PyErr_SetString(PyExc_ValueError, message);
