@@ -1,0 +1,273 @@
+"""Errors: seed statement 12 (each OpenSSL failure becomes the exception of
+DESIGN.md's table, with OpenSSL's library and reason, and nothing leaks into the next
+call), the exception classes, and the fatal-error and EOF pitfalls."""
+import builtins
+import errno
+import os
+import socket
+
+import pytest
+
+import tlsrekey
+from tlsrekey import _tlsrekey
+
+from conftest import TIMEOUT, Concurrent, catch, memory_handshake, shuttle
+
+EXPECTED_CLASSES = {
+    "want_read": tlsrekey.WantReadError,
+    "want_write": tlsrekey.WantWriteError,
+    "closed": tlsrekey.ZeroReturnError,
+    "syscall": tlsrekey.SyscallError,
+    "protocol": tlsrekey.ProtocolError,
+    "verify": tlsrekey.CertificateError,
+    "state": tlsrekey.StateError,
+    "timeout": tlsrekey.TimeoutError,
+    "callback": tlsrekey.CallbackError,
+    "arg": ValueError,
+    "nomem": MemoryError,
+}
+
+
+# -- the classes ----------------------------------------------------------------
+
+def test_every_core_status_has_a_python_class():
+    names = [n for n in _tlsrekey._status_names() if n is not None]
+    assert names[0] == "ok"
+    assert set(names[1:]) == set(_tlsrekey._STATUS_CLASSES)
+    assert _tlsrekey._STATUS_CLASSES == EXPECTED_CLASSES
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED_CLASSES) - {"arg", "nomem"}))
+def test_error_classes_derive_from_error_and_oserror(name):
+    cls = EXPECTED_CLASSES[name]
+    assert issubclass(cls, tlsrekey.Error)
+    assert issubclass(cls, OSError)
+    assert cls.status == name
+    assert cls.__module__ == "tlsrekey"
+    assert cls.__doc__
+
+
+def test_timeout_error_is_also_the_builtin_timeout_error():
+    assert issubclass(tlsrekey.TimeoutError, builtins.TimeoutError)
+    assert issubclass(tlsrekey.TimeoutError, tlsrekey.Error)
+
+
+def test_argument_errors_are_not_tlsrekey_errors():
+    assert not issubclass(ValueError, tlsrekey.Error)
+
+
+def test_a_user_raised_error_still_has_the_attributes():
+    e = tlsrekey.StateError("mine")
+    assert str(e) == "mine"
+    assert e.status == "state" and e.reason is None and e.errors == ()
+
+
+# -- 12: a real failure carries OpenSSL's details ------------------------------
+
+def untrusted_memory_handshake(server_cert, trusted):
+    client = tlsrekey.Context.client(trusted).memory("localhost")
+    server = tlsrekey.Context.server(*server_cert).memory()
+    with pytest.raises(tlsrekey.CertificateError) as info:
+        memory_handshake(client, server)
+    return client, server, info.value
+
+
+def test_verify_failure_is_certificate_error_with_openssl_details(test_cert, other_cert):
+    client, server, e = untrusted_memory_handshake(test_cert, other_cert[0])
+    assert e.status == "verify"
+    assert e.reason == "certificate verify failed"
+    assert e.library == "SSL routines"
+    assert e.verify_code == 18                       # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    assert "self-signed" in e.verify_message
+    assert e.ssl_error == 1                          # SSL_ERROR_SSL
+    assert e.errno is None
+    assert any("certificate verify failed" in line for line in e.errors)
+    text = str(e)
+    assert "\n" not in text and "certificate verify failed" in text
+    # The server learns it from the client's alert.
+    shuttle(client, server)
+    with pytest.raises(tlsrekey.ProtocolError) as info:
+        server.do_handshake()
+    assert info.value.reason == "tlsv1 alert unknown ca"
+
+
+def test_verify_failure_over_sockets(test_cert, other_cert):
+    a, b = socket.socketpair()
+    try:
+        a.settimeout(TIMEOUT)
+        b.settimeout(TIMEOUT)
+        client = tlsrekey.Context.client(other_cert[0]).wrap(a, server_hostname="localhost")
+        server = tlsrekey.Context.server(*test_cert).wrap(b)
+        peer = Concurrent(catch(server.do_handshake))
+        with pytest.raises(tlsrekey.CertificateError) as info:
+            client.do_handshake()
+        assert info.value.verify_code == 18
+        assert isinstance(peer.result(), tlsrekey.ProtocolError)
+        # The failure is remembered: every later call raises the same error class.
+        for call in (client.do_handshake, client.read, lambda: client.write(b"x"),
+                     client.shutdown):
+            with pytest.raises(tlsrekey.CertificateError):
+                call()
+        assert client.state == "failed"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_hostname_mismatch_is_certificate_error(test_cert):
+    client = tlsrekey.Context.client(test_cert[0]).memory("wrong.example")
+    server = tlsrekey.Context.server(*test_cert).memory()
+    with pytest.raises(tlsrekey.CertificateError, match="hostname mismatch") as info:
+        memory_handshake(client, server)
+    assert info.value.verify_code == 62                # X509_V_ERR_HOSTNAME_MISMATCH
+
+
+def test_fatal_error_is_remembered_in_memory(test_cert, other_cert):
+    client, server, first = untrusted_memory_handshake(test_cert, other_cert[0])
+    for call in (client.do_handshake, client.read, lambda: client.write(b"x"),
+                 client.shutdown, lambda: client.read_into(bytearray(10))):
+        with pytest.raises(tlsrekey.CertificateError) as info:
+            call()
+        assert info.value.reason == first.reason
+        assert info.value.verify_code == first.verify_code
+    assert client.state == "failed"
+
+
+def test_fatal_protocol_error_is_remembered(make_link):
+    link = make_link(max_version="TLSv1.2")
+    link.client.renegotiate()                 # refused by the server: fatal
+    client_error, _ = link.both(catch(link.client.write, b"x"), catch(link.server.read))
+    assert isinstance(client_error, tlsrekey.ProtocolError)
+    for call in (link.client.do_handshake, link.client.read,
+                 lambda: link.client.write(b"")):
+        with pytest.raises(tlsrekey.ProtocolError, match="no renegotiation"):
+            call()
+
+
+def test_errors_do_not_leak_into_the_next_call(test_cert, other_cert):
+    # A failure on one connection...
+    untrusted_memory_handshake(test_cert, other_cert[0])
+    # ...then a successful unrelated call on another one...
+    client, server = tlsrekey.pair()
+    client.write(b"fine")
+    assert server.read() == b"fine"
+    # ...and a later failure reports its own reason, not the earlier one.
+    client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+    with pytest.raises(tlsrekey.StateError) as info:
+        client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+    assert info.value.reason == "key update already scheduled"
+    assert not any("certificate" in line for line in info.value.errors)
+    c12, s12 = tlsrekey.pair(max_version="TLSv1.2")
+    c12.renegotiate()
+    with pytest.raises(tlsrekey.ProtocolError) as info:
+        c12.write(b"x")
+    assert info.value.reason == "no renegotiation"
+    assert all("certificate" not in line for line in info.value.errors)
+
+
+def test_state_errors_carry_the_core_reason(make_link):
+    link = make_link()
+    with pytest.raises(tlsrekey.StateError) as info:
+        link.client.renegotiate()
+    e = info.value
+    assert e.status == "state" and e.reason == "wrong ssl version"
+    assert isinstance(e.errors, list)
+    assert str(e).startswith("renegotiate")
+
+
+# -- EOF, close_notify, timeouts ------------------------------------------------
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_eof_without_close_notify(socket_pair_factory, ignore):
+    link = socket_pair_factory(ignore_unexpected_eof=ignore)
+    link.server.write(b"last words")
+    link.socks[1].close()                  # the server's socket goes, no close_notify
+    assert link.client.read() == b"last words"
+    if ignore:
+        assert link.client.read() == b""
+    else:
+        with pytest.raises(tlsrekey.SyscallError, match="unexpected EOF") as info:
+            link.client.read()
+        assert info.value.reason == "unexpected eof while reading"
+        assert info.value.status == "syscall"
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_eof_without_close_notify_memory(test_cert, ignore):
+    client = tlsrekey.Context.client(test_cert[0], ignore_unexpected_eof=ignore).memory(
+        "localhost")
+    server = tlsrekey.Context.server(*test_cert).memory()
+    memory_handshake(client, server)
+    client.feed_eof()
+    if ignore:
+        assert client.read() == b""
+    else:
+        with pytest.raises(tlsrekey.SyscallError, match="unexpected EOF"):
+            client.read()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: once one end of a pair is freed, trk__drive (csrc/connection.c) fails "
+    "every call on the other end with SYSCALL 'peer freed' before reading, so data "
+    "and the close_notify already sent to it are lost and ignore_unexpected_eof is "
+    "not honoured (detach_from_peer's comment promises they are kept)"))
+def test_pair_end_reads_what_was_sent_before_the_peer_closed():
+    client, server = tlsrekey.pair()
+    server.write(b"last words")
+    server.shutdown()
+    server.close()
+    assert client.read() == b"last words"
+    assert client.read() == b""
+
+
+def test_pair_end_after_peer_closed_fails_cleanly():
+    client, server = tlsrekey.pair()
+    server.close()
+    with pytest.raises(tlsrekey.SyscallError):
+        client.read()
+    with pytest.raises(tlsrekey.SyscallError):
+        client.write(b"x")
+
+
+def test_clean_close_reads_as_empty_bytes(make_link):
+    link = make_link()
+    link.server.write(b"bye")
+    assert link.server.shutdown() is False      # ours sent, theirs not yet received
+    assert link.client.read() == b"bye"
+    assert link.client.read() == b""            # close_notify: no exception
+    assert link.client.read_into(bytearray(8)) == 0
+    assert link.client.state == "closed"
+
+
+def test_timeout_is_tlsrekey_and_builtin_timeout_error(socket_pair_factory):
+    link = socket_pair_factory()
+    link.client.settimeout(0.2)
+    with pytest.raises(builtins.TimeoutError) as info:
+        link.client.read()
+    assert isinstance(info.value, tlsrekey.TimeoutError)
+    assert info.value.status == "timeout"
+    # A timeout is not fatal.
+    link.server.write(b"late")
+    assert link.client.read() == b"late"
+
+
+def test_want_read_on_non_blocking_socket(socket_pair_factory):
+    link = socket_pair_factory()
+    link.client.settimeout(0)
+    with pytest.raises(tlsrekey.WantReadError) as info:
+        link.client.read()
+    assert info.value.status == "want_read"
+    link.server.write(b"now")
+    link.client.settimeout(TIMEOUT)
+    assert link.client.read() == b"now"
+
+
+def test_transport_failure_is_syscall_error_with_errno(socket_pair_factory):
+    link = socket_pair_factory()
+    link.socks[1].close()
+    link.client.settimeout(1.0)
+    with pytest.raises(tlsrekey.SyscallError) as info:
+        for _ in range(100):
+            link.client.write(b"x" * 65536)
+    assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
+    assert info.value.reason == os.strerror(info.value.errno)
