@@ -1,0 +1,359 @@
+"""Contexts: safe defaults, certificate material from files and memory, versions,
+ciphers, ALPN, client certificates, the key log, connect()."""
+import errno
+import os
+import pathlib
+import socket
+
+import pytest
+
+import tlsrekey
+
+from conftest import TIMEOUT, Concurrent, catch, memory_handshake
+
+
+def handshake(client_ctx, server_ctx, server_hostname="localhost"):
+    """Handshake two contexts over memory transports; returns (client, server)."""
+    client = client_ctx.memory(server_hostname)
+    server = server_ctx.memory()
+    memory_handshake(client, server)
+    return client, server
+
+
+# -- defaults -------------------------------------------------------------------
+
+def test_client_defaults_are_safe():
+    ctx = tlsrekey.Context.client()
+    assert ctx.role == "client"
+    assert ctx.check_hostname is True
+    assert isinstance(ctx, tlsrekey.Context)
+
+
+def test_client_verifies_by_default_against_the_system_store(test_cert):
+    # Our throwaway certificate is in no system store: verification must fail.
+    client, server = tlsrekey.Context.client(), tlsrekey.Context.server(*test_cert)
+    with pytest.raises(tlsrekey.CertificateError):
+        handshake(client, server)
+
+
+def test_client_needs_a_server_hostname_when_checking_names(test_cert):
+    ctx = tlsrekey.Context.client(test_cert[0])
+    with pytest.raises(ValueError, match="server_hostname"):
+        ctx.memory()
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(ValueError, match="server_hostname"):
+            ctx.wrap(a)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_verify_false_accepts_any_server_and_checks_no_name(test_cert):
+    ctx = tlsrekey.Context.client(verify=False)
+    assert ctx.check_hostname is False
+    client, server = handshake(ctx, tlsrekey.Context.server(*test_cert), None)
+    assert client.version == "TLSv1.3"
+    assert client.peer_certificate["subject"] == "CN=localhost"
+
+
+def test_check_hostname_false_accepts_another_name(test_cert):
+    ctx = tlsrekey.Context.client(test_cert[0], check_hostname=False)
+    client, _ = handshake(ctx, tlsrekey.Context.server(*test_cert), "other.example")
+    assert client.state == "established"
+
+
+def test_ip_address_server_hostname_is_checked_against_the_san(test_cert):
+    ctx = tlsrekey.Context.client(test_cert[0])
+    client, _ = handshake(ctx, tlsrekey.Context.server(*test_cert), "127.0.0.1")
+    assert ("IP Address", "127.0.0.1") in client.peer_certificate["san"]
+    with pytest.raises(tlsrekey.CertificateError):
+        handshake(ctx, tlsrekey.Context.server(*test_cert), "127.0.0.2")
+
+
+def test_server_needs_a_certificate():
+    with pytest.raises(TypeError, match="cert"):
+        tlsrekey.Context.server()
+
+
+def test_bare_context_takes_a_role():
+    assert tlsrekey.Context("server").role == "server"
+    with pytest.raises(ValueError, match="role"):
+        tlsrekey.Context("peer")
+
+
+# -- certificate material -----------------------------------------------------
+
+@pytest.mark.parametrize("form", ["str", "pathlike", "bytes", "combined"])
+def test_certificate_and_key_from_files_or_memory(cert_files, test_cert, form):
+    if form == "str":
+        cert, key = str(cert_files / "cert.pem"), str(cert_files / "key.pem")
+    elif form == "pathlike":
+        cert, key = cert_files / "cert.pem", cert_files / "key.pem"
+    elif form == "bytes":
+        cert, key = test_cert
+    else:
+        cert, key = cert_files / "combined.pem", None       # key in the same file
+    server_ctx = tlsrekey.Context.server(cert, key)
+    cafile = cert if form != "combined" else cert_files / "cert.pem"
+    client, _ = handshake(tlsrekey.Context.client(cafile), server_ctx)
+    assert client.peer_certificate["der"]
+
+
+def test_cafile_as_capath_directory(tmp_path, test_cert):
+    # capath wants hashed names; a directory without them trusts nothing.
+    client_ctx = tlsrekey.Context.client(capath=tmp_path)
+    with pytest.raises(tlsrekey.CertificateError):
+        handshake(client_ctx, tlsrekey.Context.server(*test_cert))
+
+
+def test_missing_certificate_file_is_value_error(tmp_path, test_cert):
+    with pytest.raises(ValueError, match="cert"):
+        tlsrekey.Context.server(tmp_path / "nope.pem", test_cert[1])
+
+
+def test_garbage_pem_is_value_error(test_cert):
+    with pytest.raises(ValueError):
+        tlsrekey.Context.server(b"not a certificate", test_cert[1])
+
+
+def test_key_that_does_not_match_is_value_error(test_cert, other_cert):
+    with pytest.raises(ValueError, match="mismatch"):
+        tlsrekey.Context.server(test_cert[0], other_cert[1])
+
+
+def test_certificate_of_wrong_type_is_type_error():
+    with pytest.raises(TypeError):
+        tlsrekey.Context.server(12345, None)
+
+
+def test_make_test_cert(tmp_path):
+    cert, key = tlsrekey.make_test_cert("example.test")
+    assert cert.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY-----" in key
+    client, server = tlsrekey.pair(cert=cert, key=key, server_hostname="example.test")
+    info = client.peer_certificate
+    assert info["subject"] == "CN=example.test"
+    assert info["issuer"] == "CN=example.test"
+    assert ("DNS", "example.test") in info["san"]
+    assert info["not_before"] < info["not_after"]
+    with pytest.raises(ValueError):
+        tlsrekey.make_test_cert("")
+    with pytest.raises(ValueError):
+        tlsrekey.make_test_cert("x" * 100)
+
+
+# -- versions, ciphers, groups ------------------------------------------------
+
+def test_versions(test_cert):
+    c, s = tlsrekey.pair(max_version="TLSv1.2")
+    assert c.version == s.version == "TLSv1.2"
+    c, s = tlsrekey.pair(min_version="TLSv1.3")
+    assert c.version == "TLSv1.3"
+
+
+def test_version_mismatch_fails_the_handshake(test_cert):
+    client_ctx = tlsrekey.Context.client(test_cert[0], min_version="TLSv1.3")
+    server_ctx = tlsrekey.Context.server(*test_cert, max_version="TLSv1.2")
+    with pytest.raises(tlsrekey.ProtocolError):
+        handshake(client_ctx, server_ctx)
+
+
+@pytest.mark.parametrize("option", ["min_version", "max_version"])
+def test_unknown_version_is_value_error_naming_the_option(option):
+    with pytest.raises(ValueError, match=option):
+        tlsrekey.Context.client(**{option: "TLSv9"})
+    with pytest.raises(TypeError, match=option):
+        tlsrekey.Context.client(**{option: 1.3})
+
+
+def test_min_above_max_is_value_error():
+    with pytest.raises(ValueError):
+        tlsrekey.Context.client(min_version="TLSv1.3", max_version="TLSv1.2")
+
+
+def test_ciphersuites_and_ciphers_are_used():
+    c, _ = tlsrekey.pair(ciphersuites="TLS_CHACHA20_POLY1305_SHA256")
+    assert c.cipher == "TLS_CHACHA20_POLY1305_SHA256"
+    c, _ = tlsrekey.pair(max_version="TLSv1.2", ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert c.cipher == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+@pytest.mark.parametrize("option", ["ciphers", "ciphersuites", "groups"])
+def test_unknown_cipher_names_are_value_errors_naming_the_option(option):
+    with pytest.raises(ValueError, match=option):
+        tlsrekey.Context.client(**{option: "NO-SUCH-THING"})
+
+
+def test_groups_are_used():
+    c, s = tlsrekey.pair(groups="P-256")
+    assert c.version == "TLSv1.3"
+    c.write(b"x")
+    assert s.read() == b"x"
+
+
+# -- ALPN -----------------------------------------------------------------------
+
+def test_alpn_picks_the_servers_preference():
+    c, s = tlsrekey.pair(alpn=["h2", "http/1.1"])
+    assert c.alpn == s.alpn == "h2"
+    c, s = tlsrekey.pair()
+    assert c.alpn is None
+
+
+def test_alpn_without_overlap_fails(test_cert):
+    client_ctx = tlsrekey.Context.client(test_cert[0], alpn=[b"spdy/1"])
+    server_ctx = tlsrekey.Context.server(*test_cert, alpn=["h2"])
+    with pytest.raises(tlsrekey.ProtocolError, match="application protocol"):
+        handshake(client_ctx, server_ctx)
+
+
+def test_alpn_must_be_a_list():
+    with pytest.raises(TypeError):
+        tlsrekey.Context.client(alpn="h2")
+    with pytest.raises(ValueError):
+        tlsrekey.Context.client(alpn=["x" * 300])
+
+
+# -- client certificates ---------------------------------------------------------
+
+def test_verify_client_required():
+    client_cert, client_key = tlsrekey.make_test_cert("client.example")
+    c, s = tlsrekey.pair(verify_client=True, client_cert=client_cert,
+                         client_key=client_key)
+    assert s.peer_certificate["subject"] == "CN=client.example"
+
+
+def test_verify_client_required_without_a_certificate_fails(test_cert):
+    server_ctx = tlsrekey.Context.server(*test_cert, verify_client=True,
+                                         cafile=test_cert[0])
+    client = tlsrekey.Context.client(test_cert[0]).memory("localhost")
+    server = server_ctx.memory()
+    outcome = catch(memory_handshake, client, server)()
+    assert isinstance(outcome, tlsrekey.Error)
+    with pytest.raises(tlsrekey.ProtocolError):
+        server.do_handshake()
+
+
+def test_verify_client_optional_without_a_certificate_succeeds():
+    c, s = tlsrekey.pair(verify_client="optional")
+    assert s.peer_certificate is None
+    assert c.peer_certificate is not None
+
+
+def test_verify_client_bad_value():
+    with pytest.raises(ValueError, match="verify_client"):
+        tlsrekey.Context.server(*tlsrekey.make_test_cert(), verify_client="sometimes")
+
+
+# -- tickets, key log -----------------------------------------------------------
+
+def test_keylog_file_gets_the_secrets(tmp_path):
+    path = tmp_path / "keys.log"
+    c, s = tlsrekey.pair(keylog=path)
+    c.write(b"x")
+    assert s.read() == b"x"
+    text = path.read_text()
+    assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in text
+    assert "CLIENT_TRAFFIC_SECRET_0" in text
+
+
+def test_num_tickets_and_session_cache_options():
+    c, s = tlsrekey.pair(num_tickets=0, session_cache=False)
+    c.write(b"x")
+    assert s.read() == b"x"
+    with pytest.raises((ValueError, TypeError)):
+        tlsrekey.Context.server(*tlsrekey.make_test_cert(), num_tickets=-1)
+
+
+def test_release_buffers_option():
+    c, s = tlsrekey.pair(release_buffers=True)
+    for _ in range(3):
+        c.write(b"y" * 1000)
+        assert s.read() == b"y" * 1000
+
+
+def test_pair_rejects_unknown_options():
+    with pytest.raises(TypeError, match="bogus"):
+        tlsrekey.pair(bogus=1)
+
+
+# -- connect --------------------------------------------------------------------
+
+@pytest.fixture
+def tls_listener(test_cert):
+    """A one-connection TLS server on 127.0.0.1: echoes one message back."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(TIMEOUT)
+    server_ctx = tlsrekey.Context.server(*test_cert)
+
+    def serve():
+        sock, _ = lsock.accept()
+        with sock:
+            sock.settimeout(TIMEOUT)
+            with server_ctx.wrap(sock) as conn:
+                conn.write(conn.read())
+                conn.shutdown()
+
+    worker = Concurrent(serve)
+    try:
+        yield lsock.getsockname()[1], worker
+    finally:
+        lsock.close()
+
+
+def test_connect_opens_and_closes_its_own_socket(tls_listener, test_cert):
+    port, worker = tls_listener
+    ctx = tlsrekey.Context.client(test_cert[0])
+    with ctx.connect("127.0.0.1", port, server_hostname="localhost",
+                     timeout=TIMEOUT) as conn:
+        assert conn.gettimeout() == TIMEOUT
+        fd = conn.fileno()
+        assert fd >= 0
+        conn.write(b"echo")
+        assert conn.read() == b"echo"
+        assert conn.read() == b""
+        assert conn.context is ctx
+    assert conn.fileno() == -1
+    with pytest.raises(OSError):
+        os.fstat(fd)                       # connect()'s socket was closed by close()
+    worker.result()
+
+
+def test_connect_uses_host_as_the_server_name(tls_listener, test_cert):
+    port, worker = tls_listener
+    conn = tlsrekey.Context.client(test_cert[0]).connect("localhost", port,
+                                                           timeout=TIMEOUT)
+    try:
+        conn.write(b"hi")
+        assert conn.read() == b"hi"
+    finally:
+        conn.close()
+    worker.result()
+
+
+def test_connect_refused_is_syscall_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                               # nobody listens there now
+    with pytest.raises(tlsrekey.SyscallError) as info:
+        tlsrekey.Context.client(verify=False).connect("127.0.0.1", port, timeout=TIMEOUT)
+    assert info.value.errno == errno.ECONNREFUSED
+
+
+def test_connect_argument_checks():
+    ctx = tlsrekey.Context.client(verify=False)
+    with pytest.raises(ValueError, match="port"):
+        ctx.connect("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="timeout"):
+        ctx.connect("127.0.0.1", 1, timeout=-1)
+    with pytest.raises(TypeError):
+        ctx.connect("127.0.0.1", "443")
+
+
+def test_path_types_are_accepted_for_keylog(tmp_path):
+    tlsrekey.Context.client(keylog=str(tmp_path / "a.log"))
+    tlsrekey.Context.client(keylog=pathlib.Path(tmp_path / "b.log"))
