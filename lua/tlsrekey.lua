@@ -11,26 +11,31 @@ local core = require "tlsrekey.core"
 local M = {}
 for k, v in pairs(core) do M[k] = v end
 
--- Options of pair(), and which end each one goes to.
+-- Options of pair(), and which end each one goes to (as in Python's pair()): name
+-- on the pair -> { end, name in that end's context }.
 local BOTH, SERVER, CLIENT = 1, 2, 3
 local pair_options = {
   min_version = BOTH, max_version = BOTH, ciphers = BOTH, ciphersuites = BOTH,
-  groups = BOTH, alpn = BOTH, no_renegotiation = BOTH, ignore_unexpected_eof = BOTH,
-  release_buffers = BOTH,
+  groups = BOTH, alpn = BOTH, keylog = BOTH, ignore_unexpected_eof = BOTH,
+  release_buffers = BOTH, no_renegotiation = BOTH,
   cert = SERVER, key = SERVER, allow_client_renegotiation = SERVER,
-  num_tickets = SERVER, session_cache = SERVER,
-  keylog = CLIENT, server_hostname = CLIENT,
+  num_tickets = SERVER, session_cache = SERVER, verify_client = SERVER,
+  verify = CLIENT, check_hostname = CLIENT, cafile = CLIENT, capath = CLIENT,
+  client_cert = CLIENT, client_key = CLIENT, server_hostname = CLIENT,
 }
+local renamed = { verify_client = "verify", client_cert = "cert", client_key = "key" }
 
 --- tlsrekey.pair_contexts([opts]) -> client_ctx, server_ctx, server_hostname
 -- The two contexts pair() uses, for joining them over something else (a socket
--- pair, a memory transport). The client trusts the server's certificate (by default
--- a throwaway one from make_test_cert) and checks the name "localhost" (or
--- opts.server_hostname).
--- Options: min_version, max_version, ciphers, ciphersuites, groups, alpn,
--- no_renegotiation, ignore_unexpected_eof, release_buffers (both ends); cert, key,
--- allow_client_renegotiation, num_tickets, session_cache (server); keylog,
--- server_hostname (client).
+-- pair, a memory transport).
+-- cert/key: the server's certificate (default: a throwaway one from
+-- make_test_cert(server_hostname)); the client trusts cafile (default: cert) and
+-- checks server_hostname (default "localhost"). client_cert/client_key: a client
+-- certificate, which the server then trusts. Options for both ends: min_version,
+-- max_version, ciphers, ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
+-- release_buffers, no_renegotiation; for the server: allow_client_renegotiation,
+-- verify_client, num_tickets, session_cache; for the client: verify,
+-- check_hostname, capath.
 function M.pair_contexts(opts, fname)
   fname = fname or "pair_contexts"
   if opts ~= nil and type(opts) ~= "table" then
@@ -43,15 +48,19 @@ function M.pair_contexts(opts, fname)
     if not where then
       error(("bad argument #1 to '%s' (unknown option '%s')"):format(fname, tostring(k)), 3)
     end
-    if where ~= CLIENT then sopts[k] = v end
-    if where ~= SERVER then copts[k] = v end
+    if where ~= CLIENT then sopts[renamed[k] or k] = v end
+    if where ~= SERVER then copts[renamed[k] or k] = v end
   end
-  if sopts.cert == nil and sopts.key == nil then
-    sopts.cert, sopts.key = core.make_test_cert("localhost")
-  end
-  local hostname = copts.server_hostname or "localhost"
+  local hostname = opts.server_hostname or "localhost"
   copts.server_hostname = nil
-  copts.cafile = sopts.cert
+  if sopts.cert == nil then
+    if sopts.key ~= nil then
+      error(("bad argument #1 to '%s' (option 'key' given without 'cert')"):format(fname), 3)
+    end
+    sopts.cert, sopts.key = core.make_test_cert(hostname)
+  end
+  if copts.cafile == nil then copts.cafile = sopts.cert end
+  if opts.client_cert ~= nil and sopts.cafile == nil then sopts.cafile = opts.client_cert end
   return core.context(copts), core.context(sopts), hostname
 end
 

@@ -189,3 +189,24 @@ describe("contexts", function()
   -- SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION on that connection.
   pending("set_verify_client_then_server_renegotiate_gets_a_certificate (core gap)")
 end)
+
+describe("pair options", function()
+  after_each(H.cleanup)
+
+  it("pair_with_a_client_certificate", function()
+    local ccert, ckey = tlsrekey.make_test_cert("client.example")
+    local c, s = tlsrekey.pair { client_cert = ccert, client_key = ckey, verify_client = true }
+    assert.equal("x", H.exchange(c, s, "x"))
+    assert.truthy(s:peer_certificate().subject:find("client.example", 1, true))
+  end)
+
+  it("pair_with_another_server_name", function()
+    local c = tlsrekey.pair { server_hostname = "example.org" }
+    assert.truthy(c:peer_certificate().subject:find("example.org", 1, true))
+  end)
+
+  it("pair_key_without_cert_is_an_error", function()
+    local _, key = tlsrekey.make_test_cert()
+    H.bad_argument(1, "pair", tlsrekey.pair, { key = key })
+  end)
+end)
