@@ -10,6 +10,17 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
+# builtin takes no wildcards: every C file of the shim and the core must be listed.
+missing=
+for f in "$root"/lua/src/*.c "$root"/csrc/*.c; do
+    rel=${f#"$root"/}
+    grep -q "\"$rel\"" "$root/rockspec/tlsrekey-scm-1.rockspec" || missing="$missing $rel"
+done
+if [ -n "$missing" ]; then
+    echo "packaging: rockspec/tlsrekey-scm-1.rockspec does not list:$missing" >&2
+    exit 1
+fi
+
 mkdir "$tmp/src" "$tmp/tree" "$tmp/elsewhere"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard) |
     (cd "$root" && xargs -0 tar cf - --no-recursion --ignore-failed-read 2>/dev/null) |
