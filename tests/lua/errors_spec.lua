@@ -243,3 +243,26 @@ describe("bad arguments", function()
     end
   end)
 end)
+
+describe("the module", function()
+  it("sets_no_globals_and_returns_a_table", function()
+    local before = {}
+    for k in pairs(_G) do before[k] = true end
+    package.loaded["tlsrekey"], package.loaded["tlsrekey.core"] = nil, nil
+    local t = require "tlsrekey"
+    assert.equal("table", type(t))
+    assert.equal("table", type(require "tlsrekey.core"))
+    for k in pairs(_G) do assert.is_true(before[k], "new global: " .. tostring(k)) end
+    assert.equal("none", t.KEY_UPDATE_NONE)
+    assert.equal("not_requested", t.KEY_UPDATE_NOT_REQUESTED)
+    assert.equal("requested", t.KEY_UPDATE_REQUESTED)
+    assert.equal("string", type(t._VERSION))
+    assert.truthy(t.OPENSSL_VERSION:find("OpenSSL", 1, true))
+  end)
+
+  it("userdata_have_names_for_the_debug_library", function()
+    local c = tlsrekey.pair()
+    assert.equal("tlsrekey.connection", getmetatable(c).__name)
+    assert.equal("tlsrekey.context", getmetatable(c:context()).__name)
+  end)
+end)
