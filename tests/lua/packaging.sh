@@ -1,6 +1,7 @@
 #!/bin/sh
-# Packaging check: `luarocks make` of the rockspec into a throwaway tree, then
-# `require "tlsrekey"` from outside the source tree. The build runs in a copy of
+# Packaging check: `luarocks make` of the rockspec into a throwaway tree, `luarocks
+# pack` + `luarocks install` of the rock into a second one, then `require "tlsrekey"`
+# from outside the source tree against each. The build runs in a copy of
 # the work tree (tracked and new, non-ignored files only), so it proves the
 # rockspec names every file it needs and leaves no objects behind in the tree.
 # Usage: sh tests/lua/packaging.sh   (from anywhere; exits non-zero on failure)
@@ -33,8 +34,18 @@ mkdir "$tmp/src" "$tmp/tree" "$tmp/elsewhere"
     exit 1
 }
 
+# A binary rock packed from that tree installs into another one too.
+(cd "$tmp" && luarocks --lua-version 5.4 pack tlsrekey scm-1 --tree "$tmp/tree" &&
+    luarocks --lua-version 5.4 install "$tmp"/tlsrekey-scm-1.*.rock --tree "$tmp/tree2") \
+    >"$tmp/pack.log" 2>&1 || {
+    cat "$tmp/pack.log"
+    echo "packaging: luarocks pack/install of the rock failed" >&2
+    exit 1
+}
+
 cd "$tmp/elsewhere"
-TREE="$tmp/tree" LUA_PATH= LUA_CPATH= lua5.4 -e '
+for tree in "$tmp/tree" "$tmp/tree2"; do
+TREE="$tree" LUA_PATH= LUA_CPATH= lua5.4 -e '
 local tree = os.getenv("TREE")
 package.path = tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua"
 package.cpath = tree .. "/lib/lua/5.4/?.so"
@@ -51,5 +62,7 @@ c12:renegotiate()
 assert(c12:renegotiate_pending() == true)
 local ok, err = pcall(c.renegotiate, c)
 assert(not ok and err.code == "state")
-print("packaging: ok (" .. t._VERSION .. ", " .. t.OPENSSL_VERSION .. ")")
+print("packaging: ok from " .. tree:match("[^/]+$") .. " (" .. t._VERSION .. ", "
+      .. t.OPENSSL_VERSION .. ")")
 '
+done
