@@ -78,10 +78,11 @@ int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
 void ltrk_connection_open(lua_State *L);
 
 /* events.c */
-/* Makes the core call `fn` on the connection at stack index 1's event function.
- * ltrk_call_enter prepares self (and its pair peer) before a core call;
- * ltrk_call_leave undoes it and, if the call returned TRK_CALLBACK, raises the
- * parked error. */
+/* Around every core call that may run event callbacks (the method's connection is
+ * at stack index 1): ltrk_call_enter pushes the event functions of self and of its
+ * pair peer and marks both busy; ltrk_call_leave clears that. ltrk_raise_parked
+ * raises an error that an event function raised during the call (self's first,
+ * then the peer's), and returns 0 if there was none. */
 void ltrk_call_enter(lua_State *L, ltrk_connection *self);
 void ltrk_call_leave(lua_State *L, ltrk_connection *self);
 int ltrk_raise_parked(lua_State *L, ltrk_connection *self);
