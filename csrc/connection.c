@@ -109,6 +109,11 @@ trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
         return st;
     c->transport = TRK_T_FD;
     c->fd = fd;
+    if (fcntl(fd, F_GETFL) == -1) {
+        trk_conn_free(c);
+        return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
+                         fd);
+    }
     if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
         trk_conn_free(c);
         return st;
@@ -240,10 +245,29 @@ int trk_conn_fd(const trk_conn *conn)
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
 {
     ERR_clear_error();
+    if (conn->ssl == NULL)
+        return trk__fail(err, TRK_STATE, "connection is closed",
+                         "settimeout: the connection is closed");
+    if (conn->transport != TRK_T_FD)
+        return trk__fail(err, TRK_STATE, "not a socket connection",
+                         "settimeout: only socket connections have a timeout");
     if (timeout != timeout || (timeout < 0 && timeout != TRK_TIMEOUT_NONE))
         return trk__fail(err, TRK_ARG, "invalid timeout",
                          "timeout must be None/nil (block), 0 (non-blocking) or a "
                          "positive number of seconds");
+    /* A blocking socket would block inside OpenSSL's read(), past any deadline:
+     * with a timeout (or none at all: 0) the socket must be non-blocking. */
+    if (conn->transport == TRK_T_FD && conn->fd >= 0 && timeout >= 0) {
+        int fl = fcntl(conn->fd, F_GETFL);
+        if (fl == -1 || (!(fl & O_NONBLOCK) && fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK) == -1)) {
+            int e = errno;
+            trk__fail(err, TRK_SYSCALL, strerror(e),
+                      "cannot make the socket non-blocking: %s", strerror(e));
+            if (err != NULL)
+                err->sys_errno = e;
+            return TRK_SYSCALL;
+        }
+    }
     conn->timeout = timeout;
     return TRK_OK;
 }
@@ -447,9 +471,6 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
     int rounds = 0;
     if (conn->transport == TRK_T_FD && conn->timeout > 0)
         deadline = now_seconds() + conn->timeout;
-    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
-        return trk__fail(err, TRK_SYSCALL, "peer freed",
-                         "%s: the other end of this pair was freed", op);
     for (;;) {
         errno = 0;
         int ret = step(conn, arg, n);

@@ -132,7 +132,7 @@ static trk_status parse_version(const char *name, int *version, trk_error *err)
 static trk_status set_version(trk_ctx *ctx, const char *name, int is_max,
                               trk_error *err)
 {
-    int v;
+    int v = 0;
     trk_status st = parse_version(name, &v, err);
     if (st != TRK_OK)
         return st;

@@ -99,6 +99,9 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
         return st;
     if (buf == NULL && len > 0)
         return trk__fail(err, TRK_ARG, "invalid buffer", "write: no data buffer");
+    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
+        return trk__fail(err, TRK_SYSCALL, "broken pipe",
+                         "write: the other end of this pair was freed");
     if (conn->sent_shutdown)
         return trk__fail(err, TRK_STATE, "protocol is shutdown",
                          "write: the connection was shut down (close_notify sent)");

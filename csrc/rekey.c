@@ -167,5 +167,8 @@ trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
                          "certificates");
     int mode = SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
     SSL_set_verify(conn->ssl, mode, verify ? NULL : accept_any);
+    /* A resumed handshake asks for no certificate, and OpenSSL clients resume when
+     * a server renegotiates: the next handshake on this connection must be full. */
+    SSL_set_options(conn->ssl, SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
     return TRK_OK;
 }

@@ -207,9 +207,10 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
 
 /*
  * A connection over a connected stream socket the caller owns. The core never
- * closes it (trk_conn_new_connect's sockets excepted). With a timeout other than 0
- * the core waits with poll() whenever OpenSSL would block, so the socket may be
- * blocking or O_NONBLOCK either way; with 0 the socket must be O_NONBLOCK.
+ * closes it (trk_conn_new_connect's sockets excepted). With TRK_TIMEOUT_NONE the
+ * socket may be blocking or O_NONBLOCK (the core then waits with poll()). With a
+ * timeout >= 0 the core sets O_NONBLOCK on the socket (a blocking read cannot be
+ * bounded) and, for > 0, waits with poll() until the deadline of each call.
  */
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,
@@ -221,6 +222,7 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
                                 const char *server_hostname, trk_conn **out,
                                 trk_error *err);
 int trk_conn_fd(const trk_conn *conn);             /* -1 if none / closed */
+/* Socket connections only (TRK_STATE for memory and pair transports). */
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err);
 double trk_conn_timeout(const trk_conn *conn);
 

@@ -16,7 +16,7 @@ typedef struct pair_opts {
 static char *u_cert, *u_key;
 static size_t u_cert_len, u_key_len;
 
-static void u_certs(void)
+static inline void u_certs(void)
 {
     if (u_cert == NULL) {
         trk_error e;
@@ -28,7 +28,7 @@ static void u_certs(void)
     }
 }
 
-static void u_free_certs(void)
+static inline void u_free_certs(void)
 {
     trk_free(u_cert);
     trk_free(u_key);
@@ -36,7 +36,7 @@ static void u_free_certs(void)
 }
 
 /* Client and server contexts for the throwaway certificate. */
-static int u_contexts(const pair_opts *o, trk_ctx **cctx, trk_ctx **sctx)
+static inline int u_contexts(const pair_opts *o, trk_ctx **cctx, trk_ctx **sctx)
 {
     trk_error e;
     u_certs();
@@ -59,7 +59,7 @@ static int u_contexts(const pair_opts *o, trk_ctx **cctx, trk_ctx **sctx)
 }
 
 /* A handshaken pair; the contexts are released (the connections hold them). */
-static int u_pair(const pair_opts *o, trk_conn **c, trk_conn **s)
+static inline int u_pair(const pair_opts *o, trk_conn **c, trk_conn **s)
 {
     trk_ctx *cctx = NULL, *sctx = NULL;
     trk_error e;
@@ -73,7 +73,7 @@ static int u_pair(const pair_opts *o, trk_conn **c, trk_conn **s)
 }
 
 /* Writes `msg` on `from` and reads it back whole on `to`. */
-static int u_send(trk_conn *from, trk_conn *to, const char *msg)
+static inline int u_send(trk_conn *from, trk_conn *to, const char *msg)
 {
     trk_error e;
     size_t n, len = strlen(msg), got = 0;
@@ -92,7 +92,7 @@ static int u_send(trk_conn *from, trk_conn *to, const char *msg)
     return got == len && memcmp(buf, msg, len) == 0;
 }
 
-static trk_stats u_stats(const trk_conn *c)
+static inline trk_stats u_stats(const trk_conn *c)
 {
     trk_stats s;
     trk_conn_stats(c, &s);

@@ -1,0 +1,271 @@
+/* Socket, memory and pair transports: handshakes, data, timeouts, shutdown, close. */
+#include "harness.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Moves bytes between two memory connections; returns bytes moved. */
+static size_t shuttle(trk_conn *a, trk_conn *b)
+{
+    char buf[65536];
+    size_t n, moved = 0;
+    trk_error e;
+    trk_conn *ends[2][2] = {{a, b}, {b, a}};
+    for (int i = 0; i < 2; i++)
+        while (trk_conn_drain(ends[i][0], buf, sizeof buf, &n, &e) == TRK_OK && n > 0) {
+            trk_conn_feed(ends[i][1], buf, n, &e);
+            moved += n;
+        }
+    return moved;
+}
+
+TEST(test_memory_transport_handshake_and_key_update)
+{
+    trk_ctx *cctx, *sctx;
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    char buf[64];
+    REQUIRE(u_contexts(NULL, &cctx, &sctx));
+    REQUIRE(trk_conn_new_memory(cctx, "localhost", &c, &e) == TRK_OK);
+    REQUIRE(trk_conn_new_memory(sctx, NULL, &s, &e) == TRK_OK);
+    trk_ctx_free(cctx);
+    trk_ctx_free(sctx);
+    trk_status cs = TRK_WANT_READ, ss = TRK_WANT_READ;
+    for (int i = 0; i < 10 && (cs != TRK_OK || ss != TRK_OK); i++) {
+        cs = trk_conn_do_handshake(c, &e);
+        shuttle(c, s);
+        ss = trk_conn_do_handshake(s, &e);
+        shuttle(c, s);
+    }
+    CHECK(cs == TRK_OK && ss == TRK_OK);
+    CHECK_STATUS(trk_conn_read(s, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    CHECK_STATUS(trk_conn_key_update(c, TRK_KEY_UPDATE_REQUESTED, 0, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_write(c, "ping", 4, &n, &e), TRK_OK, &e);
+    CHECK(trk_conn_outgoing(c) > 0);
+    shuttle(c, s);
+    CHECK_STATUS(trk_conn_read(s, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 4 && memcmp(buf, "ping", 4) == 0);
+    CHECK(u_stats(s).key_update_requests_received == 1);
+    CHECK_STATUS(trk_conn_write(s, "pong", 4, &n, &e), TRK_OK, &e);
+    shuttle(c, s);
+    CHECK_STATUS(trk_conn_read(c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(u_stats(c).key_updates_received == 1);
+    /* EOF without close_notify is a syscall error */
+    CHECK_STATUS(trk_conn_feed_eof(s, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_read(s, buf, sizeof buf, &n, &e), TRK_SYSCALL, &e);
+    CHECK(strstr(e.message, "unexpected EOF") != NULL);
+    CHECK_STATUS(trk_conn_feed(s, "x", 1, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_read(s, buf, sizeof buf, &n, &e), TRK_SYSCALL, &e);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
+TEST(test_memory_calls_on_other_transports_are_state_errors)
+{
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    char buf[4];
+    REQUIRE(u_pair(NULL, &c, &s));
+    CHECK_STATUS(trk_conn_feed(c, "x", 1, &e), TRK_STATE, &e);
+    CHECK_STATUS(trk_conn_drain(c, buf, sizeof buf, &n, &e), TRK_STATE, &e);
+    CHECK(trk_conn_outgoing(c) == 0);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
+struct server_arg {
+    trk_ctx *ctx;
+    int fd;
+    int keyupdates;
+    char got[64];
+};
+
+static void *echo_server(void *p)
+{
+    struct server_arg *a = p;
+    trk_conn *s;
+    trk_error e;
+    size_t n;
+    char buf[64];
+    if (trk_conn_new_fd(a->ctx, a->fd, 5.0, NULL, &s, &e) != TRK_OK)
+        return NULL;
+    if (trk_conn_read(s, buf, sizeof buf, &n, &e) == TRK_OK) {
+        memcpy(a->got, buf, n);
+        trk_conn_write(s, buf, n, &n, &e);
+    }
+    int done;
+    if (trk_conn_read(s, buf, sizeof buf, &n, &e) == TRK_CLOSED)
+        trk_conn_shutdown(s, &done, &e);
+    trk_stats st;
+    trk_conn_stats(s, &st);
+    a->keyupdates = (int)st.key_updates_received;
+    trk_conn_free(s);
+    return NULL;
+}
+
+TEST(test_socket_blocking_with_timeout)
+{
+    trk_ctx *cctx, *sctx;
+    trk_conn *c;
+    trk_error e;
+    size_t n;
+    int sv[2];
+    char buf[64];
+    REQUIRE(u_contexts(NULL, &cctx, &sctx));
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct server_arg a = {.ctx = sctx, .fd = sv[1]};
+    pthread_t t;
+    pthread_create(&t, NULL, echo_server, &a);
+    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 5.0, "localhost", &c, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_key_update(c, TRK_KEY_UPDATE_NOT_REQUESTED, 0, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_write(c, "echo me", 7, &n, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_read(c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 7 && memcmp(buf, "echo me", 7) == 0);
+    int complete = -1;
+    CHECK_STATUS(trk_conn_shutdown(c, &complete, &e), TRK_OK, &e);
+    CHECK(complete == 0);
+    CHECK_STATUS(trk_conn_shutdown(c, &complete, &e), TRK_OK, &e);
+    CHECK(complete == 1);
+    pthread_join(t, NULL);
+    CHECK(a.keyupdates == 1);
+    CHECK(strcmp(a.got, "echo me") == 0);
+    trk_conn_free(c);
+    /* the core never closes a socket it was given */
+    CHECK(fcntl(sv[0], F_GETFD) != -1 && fcntl(sv[1], F_GETFD) != -1);
+    close(sv[0]);
+    close(sv[1]);
+    trk_ctx_free(cctx);
+    trk_ctx_free(sctx);
+}
+
+TEST(test_socket_timeout_and_nonblocking)
+{
+    trk_ctx *cctx, *sctx;
+    trk_conn *c;
+    trk_error e;
+    int sv[2];
+    REQUIRE(u_contexts(NULL, &cctx, &sctx));
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 0.2, "localhost", &c, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_TIMEOUT, &e); /* nobody answers */
+    CHECK(strcmp(trk_status_name(e.status), "timeout") == 0);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    CHECK_STATUS(trk_conn_set_timeout(c, 0, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_WANT_READ, &e);
+    CHECK_STATUS(trk_conn_set_timeout(c, -5, &e), TRK_ARG, &e);
+    close(sv[1]); /* the server vanishes */
+    CHECK_STATUS(trk_conn_set_timeout(c, 1.0, &e), TRK_OK, &e);
+    trk_status st = trk_conn_do_handshake(c, &e);
+    CHECK(st == TRK_SYSCALL);
+    trk_conn_free(c);
+    close(sv[0]);
+    trk_ctx_free(cctx);
+    trk_ctx_free(sctx);
+}
+
+TEST(test_pair_shutdown_both_ways)
+{
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    int complete;
+    char buf[8];
+    REQUIRE(u_pair(NULL, &c, &s));
+    CHECK_STATUS(trk_conn_key_update(c, TRK_KEY_UPDATE_NOT_REQUESTED, 0, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_shutdown(c, &complete, &e), TRK_OK, &e);
+    CHECK(complete == 0);
+    CHECK(strcmp(trk_conn_state(c), "closed") == 0);
+    CHECK_STATUS(trk_conn_read(s, buf, sizeof buf, &n, &e), TRK_CLOSED, &e);
+    CHECK(u_stats(s).key_updates_received == 1);
+    CHECK_STATUS(trk_conn_shutdown(s, &complete, &e), TRK_OK, &e);
+    CHECK(complete == 1);
+    CHECK_STATUS(trk_conn_shutdown(c, &complete, &e), TRK_OK, &e);
+    CHECK(complete == 1);
+    CHECK_STATUS(trk_conn_write(c, "x", 1, &n, &e), TRK_STATE, &e);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
+TEST(test_freeing_one_end_of_a_pair)
+{
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    char buf[16];
+    REQUIRE(u_pair(NULL, &c, &s));
+    CHECK_STATUS(trk_conn_write(s, "last", 4, &n, &e), TRK_OK, &e);
+    trk_conn_free(s);
+    CHECK(trk_conn_peer(c) == NULL);
+    CHECK_STATUS(trk_conn_read(c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 4 && memcmp(buf, "last", 4) == 0);
+    CHECK_STATUS(trk_conn_read(c, buf, sizeof buf, &n, &e), TRK_SYSCALL, &e);
+    CHECK_STATUS(trk_conn_write(c, "x", 1, &n, &e), TRK_SYSCALL, &e);
+    trk_conn_free(c);
+}
+
+TEST(test_close_is_idempotent_and_later_calls_are_state_errors)
+{
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    char buf[4];
+    REQUIRE(u_pair(NULL, &c, &s));
+    trk_conn_close(c);
+    trk_conn_close(c);
+    CHECK(strcmp(trk_conn_state(c), "released") == 0);
+    CHECK_STATUS(trk_conn_read(c, buf, sizeof buf, &n, &e), TRK_STATE, &e);
+    CHECK_STATUS(trk_conn_write(c, "x", 1, &n, &e), TRK_STATE, &e);
+    CHECK_STATUS(trk_conn_key_update(c, 1, 0, &e), TRK_STATE, &e);
+    CHECK_STATUS(trk_conn_renegotiate(c, &e), TRK_STATE, &e);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_STATE, &e);
+    CHECK(trk_conn_get_key_update_type(c) == TRK_KEY_UPDATE_NONE);
+    CHECK(trk_conn_version(c) == NULL && trk_conn_pending(c) == 0);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
+TEST(test_stash_keeps_data_read_on_behalf_of_the_peer)
+{
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    REQUIRE(u_pair(NULL, &c, &s));
+    /* 1 MiB in one write: the BIO pair is smaller, so the server end is moved along
+     * and keeps the data for its own reads */
+    size_t len = 1 << 20;
+    unsigned char *big = malloc(len), *back = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (unsigned char)(i * 7);
+    CHECK_STATUS(trk_conn_write(c, big, len, &n, &e), TRK_OK, &e);
+    CHECK(n == len);
+    CHECK(trk_conn_pending(s) > 0);
+    size_t got = 0;
+    while (got < len && trk_conn_read(s, back + got, len - got, &n, &e) == TRK_OK)
+        got += n;
+    CHECK(got == len && memcmp(big, back, len) == 0);
+    CHECK(u_stats(s).bytes_read == len && u_stats(c).bytes_written == len);
+    free(big);
+    free(back);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
+int main(void)
+{
+    RUN(test_memory_transport_handshake_and_key_update);
+    RUN(test_memory_calls_on_other_transports_are_state_errors);
+    RUN(test_socket_blocking_with_timeout);
+    RUN(test_socket_timeout_and_nonblocking);
+    RUN(test_pair_shutdown_both_ways);
+    RUN(test_freeing_one_end_of_a_pair);
+    RUN(test_close_is_idempotent_and_later_calls_are_state_errors);
+    RUN(test_stash_keeps_data_read_on_behalf_of_the_peer);
+    u_free_certs();
+    return DONE();
+}
