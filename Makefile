@@ -138,11 +138,13 @@ $(LUA_MOD_ASAN): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
 test: deps
 	+@$(PYTHON3) scripts/run_tests.py
 
-demo: deps build
-	@echo; echo "=== Python ==="; echo
-	PYTHONPATH=python $(VPY) demo/demo.py
-	@echo; echo "=== Lua ==="; echo
-	LUA_CPATH='build/lua/?.so;;' LUA_PATH='lua/?.lua;;' $(LUA) demo/demo.lua
+# The build is quiet here (-s: no command lines; warnings still show).
+demo: deps
+	@$(MAKE) -s --no-print-directory build-python build-lua
+	@echo; echo "=== Python: PYTHONPATH=python .venv/bin/python demo/demo.py ==="; echo
+	@PYTHONPATH=python $(VPY) demo/demo.py
+	@echo; echo "=== Lua: lua5.4 demo/demo.lua ==="; echo
+	@LUA_CPATH='build/lua/?.so;;' LUA_PATH='lua/?.lua;;' $(LUA) demo/demo.lua
 
 clean:
 	rm -rf build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
