@@ -62,6 +62,8 @@ static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn *
     c->role = ctx->role;
     c->fd = -1;
     c->timeout = TRK_TIMEOUT_NONE;
+    c->policy = ctx->policy;
+    c->epoch_start = trk__now();
     if (c->role == TRK_CLIENT) {
         SSL_set_connect_state(c->ssl);
         if (server_hostname != NULL && server_hostname[0] != '\0') {
@@ -126,7 +128,7 @@ trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
     return TRK_OK;
 }
 
-static double now_seconds(void)
+double trk__now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -138,7 +140,7 @@ static int remaining_ms(double deadline)
 {
     if (deadline < 0)
         return -1;
-    double left = deadline - now_seconds();
+    double left = deadline - trk__now();
     if (left <= 0)
         return 0;
     return left > 2e6 ? 2000000000 : (int)(left * 1000.0 + 0.999);
@@ -214,7 +216,7 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
                   "cannot resolve '%.100s': %s", host, gai_strerror(gai));
         return TRK_SYSCALL;
     }
-    double deadline = timeout > 0 ? now_seconds() + timeout : -1;
+    double deadline = timeout > 0 ? trk__now() + timeout : -1;
     int fd = -1, last = 0;
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
         last = connect_one(ai, deadline, &fd);
@@ -470,7 +472,7 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
     double deadline = -1;
     int rounds = 0;
     if (conn->transport == TRK_T_FD && conn->timeout > 0)
-        deadline = now_seconds() + conn->timeout;
+        deadline = trk__now() + conn->timeout;
     for (;;) {
         errno = 0;
         int ret = step(conn, arg, n);

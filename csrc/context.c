@@ -59,6 +59,7 @@ trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
     }
     ctx->role = role;
     ctx->refs = 1;
+    trk_rekey_policy_default(&ctx->policy);
     SSL_CTX *s = ctx->ssl_ctx;
     SSL_CTX_set_app_data(s, ctx);
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);

@@ -17,6 +17,7 @@ const trk_stat_field trk_stat_fields[] = {
     FIELD(key_updates_received),
     FIELD(key_update_requests_sent),
     FIELD(key_update_requests_received),
+    FIELD(automatic_rekeys),
     FIELD(renegotiations),
     FIELD(hello_requests_sent),
     FIELD(hello_requests_received),
@@ -80,11 +81,15 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         else
             c->stats.hello_requests_received++;
         ev.type = sent ? TRK_EV_HELLO_REQUEST_SENT : TRK_EV_HELLO_REQUEST_RECEIVED;
+        ev.automatic = sent && c->auto_pending;
         break;
     case SSL3_MT_CLIENT_HELLO:
         c->hs.in_handshake = 1;
         c->hs.fin_sent = c->hs.fin_recv = 0;
         ev.type = TRK_EV_HANDSHAKE_START;
+        ev.automatic = sent && c->auto_pending;
+        if (sent)
+            c->auto_pending = 0;
         break;
     case SSL3_MT_FINISHED:
         if (!c->hs.in_handshake)
@@ -98,6 +103,8 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         c->hs.in_handshake = 0;
         c->stats.handshakes++;
         c->handshake_done = 1;
+        c->auto_pending = 0;
+        trk__epoch_reset(c); /* new keys both ways */
         if (c->stats.handshakes > 1) {
             c->stats.renegotiations++;
             ev.type = TRK_EV_RENEGOTIATION_DONE;
@@ -111,6 +118,9 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         if (sent) {
             c->stats.key_updates_sent++;
             c->stats.key_update_requests_sent += (unsigned)ev.request_update;
+            ev.automatic = c->auto_pending;
+            c->auto_pending = 0;
+            trk__epoch_reset(c); /* our sending key changes after this message */
         } else {
             c->stats.key_updates_received++;
             c->stats.key_update_requests_received += (unsigned)ev.request_update;

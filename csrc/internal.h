@@ -25,6 +25,7 @@ struct trk_ctx {
     unsigned char *alpn;      /* wire format, for the server's selection callback */
     size_t alpn_len;
     BIO *keylog;              /* append-mode file, or NULL */
+    trk_rekey_policy policy;  /* copied into each new connection */
 };
 
 typedef enum trk_transport {
@@ -68,6 +69,16 @@ struct trk_conn {
 
     trk_hs_track hs;
     trk_stats stats;
+
+    /* Automatic rekeying (policy.c). The epoch is what we sent under the current
+     * sending key; events.c starts a new one when a KeyUpdate leaves or a handshake
+     * completes. */
+    trk_rekey_policy policy;
+    uint64_t epoch_bytes, epoch_records;
+    double epoch_start;
+    uint64_t aead_records;    /* the cipher's AEAD limit, once known; 0 none */
+    int aead_known;
+    int auto_pending;         /* the scheduled update/renegotiation is the policy's */
 
     trk_event_fn event_fn;
     void *event_ud;
@@ -113,6 +124,24 @@ trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err);
 
 /* Installs the message callback that keeps conn->stats and raises events. */
 void trk__events_attach(trk_conn *conn);
+
+/* ---- policy.c ---- */
+
+/* Starts a new epoch (our sending key just changed). */
+void trk__epoch_reset(trk_conn *conn);
+/* Whether writes on this connection go through the policy. */
+int trk__policy_active(trk_conn *conn);
+/* trk_conn_write under a policy: splits the data at thresholds, rekeys between. */
+trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                              trk_error *err);
+double trk__now(void);
+
+/* ---- io.c ---- */
+
+/* One SSL_write_ex of the whole buffer through the transport, with bookkeeping
+ * (write_pending, bytes_written). */
+trk_status trk__write_chunk(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                            trk_error *err);
 
 /* ---- connection.c ---- */
 

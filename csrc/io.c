@@ -89,10 +89,26 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
     return st;
 }
 
+trk_status trk__write_chunk(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                            trk_error *err)
+{
+    static const char nothing[1];
+    struct io_buf b = {(void *)(buf != NULL ? buf : nothing), len};
+    trk_status st = trk__drive(conn, step_write, &b, n, "write", err);
+    if (st == TRK_OK || st == TRK_CALLBACK) {
+        conn->write_pending = 0;
+        conn->stats.bytes_written += *n;
+    } else {
+        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT)
+            conn->write_pending = 1;
+        *n = 0;
+    }
+    return st;
+}
+
 trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
                           trk_error *err)
 {
-    static const char nothing[1];
     *n = 0;
     trk_status st = trk__usable(conn, "write", err);
     if (st != TRK_OK)
@@ -105,16 +121,9 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     if (conn->sent_shutdown)
         return trk__fail(err, TRK_STATE, "protocol is shutdown",
                          "write: the connection was shut down (close_notify sent)");
-    struct io_buf b = {(void *)(buf != NULL ? buf : nothing), len};
-    st = trk__drive(conn, step_write, &b, n, "write", err);
-    if (st == TRK_OK || st == TRK_CALLBACK) {
-        conn->write_pending = 0;
-        conn->stats.bytes_written += *n;
-    } else if (st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT) {
-        conn->write_pending = 1;
-        *n = 0;
-    }
-    return st;
+    if (trk__policy_active(conn))
+        return trk__write_policed(conn, buf, len, n, err);
+    return trk__write_chunk(conn, buf, len, n, err);
 }
 
 size_t trk_conn_pending(const trk_conn *conn)

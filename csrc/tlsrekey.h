@@ -340,6 +340,60 @@ trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
                                       trk_error *err);
 
 /* ------------------------------------------------------------------------- */
+/* Automatic rekeying                                                         */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * OpenSSL never rekeys by itself (openssl issue 23566). With a policy, the core
+ * schedules a key update itself, inside trk_conn_write, BEFORE the record that would
+ * cross a threshold, so that no record is ever sent past it: a write that would cross
+ * is split, the update goes out in the middle. Thresholds count what we sent since
+ * our sending key last changed (any KeyUpdate we sent, including the reply to a
+ * peer's request, or a completed handshake); time is checked at each write.
+ *
+ * TLS 1.3: a key update (request_peer: of type REQUESTED, so the peer rotates too).
+ * TLS 1.2: a policy with thresholds is an error (TRK_STATE from the write) unless
+ * use_renegotiation is set; then the core renegotiates instead (a client a full
+ * handshake, a server a HelloRequest, which the client may answer late or refuse).
+ *
+ * aead_limit (on by default) enforces the AEAD usage limits of RFC 8446 section 5.5
+ * on TLS 1.3 whatever the thresholds: 2^24 full-size records per key for AES-GCM
+ * (the RFC allows 2^24.5), 2^23 for AES-CCM; ChaCha20-Poly1305 needs none.
+ *
+ * A write on a non-blocking socket that sends part of its data before it would
+ * block returns TRK_OK with *n smaller than len (the rest is the caller's to retry),
+ * never a WANT after bytes have left.
+ */
+typedef struct trk_rekey_policy {
+    uint64_t bytes;         /* application bytes per sending key; 0: no limit */
+    uint64_t records;       /* application records per sending key; 0: no limit */
+    double seconds;         /* seconds per sending key, checked at writes; 0: none */
+    int request_peer;       /* TLS 1.3: ask the peer to update too */
+    int use_renegotiation;  /* TLS 1.2: rekey by renegotiation instead of failing */
+    int aead_limit;         /* RFC 8446 5.5 limits on TLS 1.3 (default 1) */
+} trk_rekey_policy;
+
+/* The default: no thresholds, aead_limit on. */
+void trk_rekey_policy_default(trk_rekey_policy *policy);
+/* Context default for connections created afterwards. TRK_ARG for negative or NaN
+ * seconds. */
+trk_status trk_ctx_set_rekey_policy(trk_ctx *ctx, const trk_rekey_policy *policy,
+                                    trk_error *err);
+void trk_ctx_get_rekey_policy(const trk_ctx *ctx, trk_rekey_policy *out);
+/* This connection's policy. TRK_STATE on an established TLS 1.2 connection when the
+ * policy has thresholds and not use_renegotiation. */
+trk_status trk_conn_set_rekey_policy(trk_conn *conn, const trk_rekey_policy *policy,
+                                     trk_error *err);
+void trk_conn_get_rekey_policy(const trk_conn *conn, trk_rekey_policy *out);
+
+/* The AEAD record limit used for `cipher_name` ("TLS_AES_128_GCM_SHA256"), 0 for
+ * none. trk_testing_set_aead_scale divides every limit by `divisor` (>= 1), so tests
+ * can watch the limit act without sending 2^24 records; 1 restores the RFC values.
+ * Process-wide; for tests only. */
+uint64_t trk_aead_record_limit(const char *cipher_name);
+void trk_testing_set_aead_scale(uint64_t divisor);
+
+/* ------------------------------------------------------------------------- */
 /* Introspection                                                              */
 /* ------------------------------------------------------------------------- */
 
@@ -385,6 +439,8 @@ typedef struct trk_stats {
     uint64_t key_updates_received;
     uint64_t key_update_requests_sent;      /* of those sent, asking for a reply */
     uint64_t key_update_requests_received;
+    uint64_t automatic_rekeys;              /* key updates / renegotiations the core
+                                               started itself by policy */
     uint64_t renegotiations;                /* renegotiation handshakes completed
                                                here, whichever side started them */
     uint64_t hello_requests_sent;
@@ -428,6 +484,8 @@ typedef struct trk_event {
     trk_event_type type;
     const char *name;          /* "key_update_sent", ... (trk_event_name) */
     int request_update;        /* key update events: 1 if update_requested */
+    int automatic;             /* key_update_sent, hello_request_sent and
+                                  handshake_start: started by the rekey policy */
     int alert_level;           /* alert events: 1 warning, 2 fatal */
     int alert_description;     /* alert events: the RFC 8446 code */
     const char *alert_text;    /* alert events: "close notify", ... */

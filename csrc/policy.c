@@ -1,0 +1,239 @@
+/*
+ * policy.c - rekeying that looks after itself.
+ *
+ * OpenSSL never sends a KeyUpdate on its own (openssl issue 23566) and does not
+ * enforce the AEAD usage limits of RFC 8446 section 5.5. A connection's policy is
+ * checked in trk_conn_write: before the record that would cross a threshold the core
+ * schedules a key update (TLS 1.3) or a renegotiation (TLS 1.2, when asked), and a
+ * write that would cross is split so the update lands exactly at the threshold.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+/* OpenSSL's default maximum plaintext per record (no max_fragment_length). */
+#define RECORD_PLAINTEXT 16384u
+
+static uint64_t aead_divisor = 1;
+
+void trk_rekey_policy_default(trk_rekey_policy *policy)
+{
+    memset(policy, 0, sizeof *policy);
+    policy->aead_limit = 1;
+}
+
+uint64_t trk_aead_record_limit(const char *cipher_name)
+{
+    uint64_t limit = 0;
+    if (cipher_name == NULL)
+        return 0;
+    if (strstr(cipher_name, "GCM") != NULL)
+        limit = UINT64_C(1) << 24; /* RFC 8446 5.5: 2^24.5, rounded down */
+    else if (strstr(cipher_name, "CCM") != NULL)
+        limit = UINT64_C(1) << 23;
+    if (limit == 0)
+        return 0;
+    limit /= aead_divisor;
+    return limit > 0 ? limit : 1;
+}
+
+void trk_testing_set_aead_scale(uint64_t divisor)
+{
+    aead_divisor = divisor > 0 ? divisor : 1;
+}
+
+static int has_thresholds(const trk_rekey_policy *p)
+{
+    return p->bytes > 0 || p->records > 0 || p->seconds > 0;
+}
+
+static trk_status check_policy(const trk_rekey_policy *p, trk_error *err)
+{
+    if (p == NULL)
+        return trk__fail(err, TRK_ARG, "no policy", "a rekey policy is required");
+    if (isnan(p->seconds) || p->seconds < 0)
+        return trk__fail(err, TRK_ARG, "invalid seconds",
+                         "rekey policy: seconds must be 0 (none) or positive");
+    return TRK_OK;
+}
+
+trk_status trk_ctx_set_rekey_policy(trk_ctx *ctx, const trk_rekey_policy *policy,
+                                    trk_error *err)
+{
+    ERR_clear_error();
+    trk_status st = check_policy(policy, err);
+    if (st == TRK_OK)
+        ctx->policy = *policy;
+    return st;
+}
+
+void trk_ctx_get_rekey_policy(const trk_ctx *ctx, trk_rekey_policy *out)
+{
+    *out = ctx->policy;
+}
+
+static int is_tls13(const trk_conn *c)
+{
+    return c->handshake_done && SSL_version(c->ssl) == TLS1_3_VERSION;
+}
+
+static trk_status tls12_refusal(const trk_conn *c, trk_error *err)
+{
+    return trk__fail(err, TRK_STATE, "wrong ssl version",
+                     "rekey policy: this connection negotiated %s, where rekeying "
+                     "means renegotiation; set use_renegotiation to allow it",
+                     SSL_get_version(c->ssl));
+}
+
+trk_status trk_conn_set_rekey_policy(trk_conn *conn, const trk_rekey_policy *policy,
+                                     trk_error *err)
+{
+    trk_status st = trk__usable(conn, "set_rekey_policy", err);
+    if (st == TRK_OK)
+        st = check_policy(policy, err);
+    if (st != TRK_OK)
+        return st;
+    if (conn->handshake_done && !is_tls13(conn) && has_thresholds(policy) &&
+        !policy->use_renegotiation)
+        return tls12_refusal(conn, err);
+    conn->policy = *policy;
+    return TRK_OK;
+}
+
+void trk_conn_get_rekey_policy(const trk_conn *conn, trk_rekey_policy *out)
+{
+    *out = conn->policy;
+}
+
+void trk__epoch_reset(trk_conn *conn)
+{
+    conn->epoch_bytes = conn->epoch_records = 0;
+    conn->epoch_start = trk__now();
+}
+
+/* The record limit in force: the policy's, tightened by the AEAD limit on 1.3. */
+static uint64_t record_limit(trk_conn *c)
+{
+    uint64_t lim = c->policy.records;
+    if (c->policy.aead_limit && is_tls13(c)) {
+        if (!c->aead_known) {
+            const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+            c->aead_records = trk_aead_record_limit(cipher ? SSL_CIPHER_get_name(cipher)
+                                                           : NULL);
+            c->aead_known = 1;
+        }
+        if (c->aead_records > 0 && (lim == 0 || c->aead_records < lim))
+            lim = c->aead_records;
+    }
+    return lim;
+}
+
+int trk__policy_active(trk_conn *conn)
+{
+    if (!conn->handshake_done)
+        return 0;
+    return has_thresholds(&conn->policy) || record_limit(conn) > 0;
+}
+
+/* Our sending key changes before the next record leaves: a KeyUpdate is scheduled
+ * (ours, or the reply owed to the peer), or a client's renegotiation is. */
+static int rekey_scheduled(const trk_conn *c)
+{
+    if (SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE)
+        return 1;
+    return c->role == TRK_CLIENT && SSL_renegotiate_pending(c->ssl) &&
+           !c->hs.in_handshake;
+}
+
+static int epoch_exhausted(trk_conn *c, uint64_t rec_limit)
+{
+    const trk_rekey_policy *p = &c->policy;
+    return (p->bytes > 0 && c->epoch_bytes >= p->bytes) ||
+           (rec_limit > 0 && c->epoch_records >= rec_limit) ||
+           (p->seconds > 0 && trk__now() - c->epoch_start >= p->seconds);
+}
+
+/* Schedules the policy's rekey if the epoch is used up. */
+static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, trk_error *err)
+{
+    if (c->write_pending || rekey_scheduled(c) || !epoch_exhausted(c, rec_limit))
+        return TRK_OK;
+    if (is_tls13(c)) {
+        int type = c->policy.request_peer ? SSL_KEY_UPDATE_REQUESTED
+                                          : SSL_KEY_UPDATE_NOT_REQUESTED;
+        if (SSL_key_update(c->ssl, type) != 1)
+            return trk__fail_openssl(err, TRK_STATE, NULL, "automatic key update failed");
+    } else {
+        if (!c->policy.use_renegotiation)
+            return tls12_refusal(c, err);
+        if (SSL_renegotiate_pending(c->ssl))
+            return TRK_OK; /* a server's request the client has not answered yet */
+        if (SSL_renegotiate(c->ssl) != 1)
+            return trk__fail_openssl(err, TRK_STATE, NULL,
+                                     "automatic renegotiation failed");
+    }
+    c->auto_pending = 1;
+    c->stats.automatic_rekeys++;
+    return TRK_OK;
+}
+
+/* How much of `want` may go out before the next rekey. */
+static size_t allowance(trk_conn *c, size_t want, uint64_t rec_limit)
+{
+    int fresh = rekey_scheduled(c);
+    uint64_t used_b = fresh ? 0 : c->epoch_bytes, used_r = fresh ? 0 : c->epoch_records;
+    uint64_t lim = want;
+    if (c->policy.bytes > 0)
+        lim = used_b >= c->policy.bytes ? 0 : (c->policy.bytes - used_b < lim
+                                                   ? c->policy.bytes - used_b
+                                                   : lim);
+    if (rec_limit > 0) {
+        uint64_t left = used_r >= rec_limit ? 0 : rec_limit - used_r;
+        if (left <= UINT64_MAX / RECORD_PLAINTEXT && left * RECORD_PLAINTEXT < lim)
+            lim = left * RECORD_PLAINTEXT;
+    }
+    return (size_t)lim;
+}
+
+trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                              trk_error *err)
+{
+    const unsigned char *p = buf;
+    size_t done = 0;
+    uint64_t rec_limit = record_limit(conn);
+    int tls12_server_waiting = 0;
+    if (!is_tls13(conn) && has_thresholds(&conn->policy) &&
+        !conn->policy.use_renegotiation)
+        return tls12_refusal(conn, err);
+    do {
+        trk_status st = rekey_if_due(conn, rec_limit, err);
+        if (st != TRK_OK) {
+            *n = done;
+            return done > 0 ? TRK_OK : st;
+        }
+        size_t chunk = allowance(conn, len - done, rec_limit);
+        if (chunk == 0 && len > done) {
+            /* Only a TLS 1.2 server can get here: its HelloRequest is out and the
+             * client has not renegotiated yet. Best effort: keep sending. */
+            tls12_server_waiting = 1;
+            chunk = len - done;
+        }
+        size_t wrote = 0;
+        st = trk__write_chunk(conn, p + done, chunk, &wrote, err);
+        if (st != TRK_OK) {
+            *n = done;
+            if (done > 0 && (st == TRK_WANT_READ || st == TRK_WANT_WRITE ||
+                             st == TRK_TIMEOUT))
+                return TRK_OK; /* bytes left already: report them, never a WANT */
+            return st;
+        }
+        conn->epoch_bytes += wrote;
+        conn->epoch_records += (wrote + RECORD_PLAINTEXT - 1) / RECORD_PLAINTEXT;
+        done += wrote;
+    } while (done < len && !tls12_server_waiting);
+    *n = done;
+    return TRK_OK;
+}
