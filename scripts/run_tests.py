@@ -180,30 +180,36 @@ def check_sanitizer_reports(res, report_dir, output, odd_exit=None):
 # --- counting -----------------------------------------------------------------
 
 def count_junit(res, path):
-    """Adds a junit XML file's counts (pytest's or busted's); False if unreadable."""
+    """Adds a junit XML file's counts (pytest's or busted's); False if unreadable.
+    Counted from the elements, not the totals: busted reports a spec file that
+    fails to load as an <error> of the suite itself, outside any test case."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as e:
         res.problem("no readable junit report %s (%s)" % (rel(path), e))
         return False
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    for s in suites:
-        tests = int(s.get("tests", 0))
-        failures = int(s.get("failures", 0))
-        errors = int(s.get("errors", 0))
-        skipped = int(s.get("skipped", s.get("skip", 0)))
-        res.passed += tests - failures - errors - skipped
-        res.failed += failures + errors
-        res.skipped += skipped
-    failing = [c for c in root.iter("testcase")
-               if c.find("failure") is not None or c.find("error") is not None]
+    suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
+    failing = []
+    for suite in suites:
+        for child in suite:
+            if child.tag in ("failure", "error"):
+                failing.append(("(loading)", suite.get("name", ""), child))
+            elif child.tag == "testcase":
+                bad = child.find("failure")
+                if bad is None:
+                    bad = child.find("error")
+                if bad is not None:
+                    failing.append((child.get("classname"), child.get("name"), bad))
+                elif child.find("skipped") is not None:
+                    res.skipped += 1
+                else:
+                    res.passed += 1
+    res.failed += len(failing)
     if failing:
         say("--- failing in %s ---" % rel(path))
-        for c in failing[:50]:
-            what = c.find("failure") if c.find("failure") is not None else c.find("error")
-            first = (what.get("message") or what.text or "").strip().splitlines()
-            say("  %s :: %s\n      %s" % (c.get("classname"), c.get("name"),
-                                       first[0][:200] if first else ""))
+        for where, name, bad in failing[:50]:
+            first = (bad.get("message") or bad.text or "").strip().splitlines()
+            say("  %s :: %s\n      %s" % (where, name, first[0][:200] if first else ""))
     return True
 
 
