@@ -17,7 +17,7 @@ local BOTH, SERVER, CLIENT = 1, 2, 3
 local pair_options = {
   min_version = BOTH, max_version = BOTH, ciphers = BOTH, ciphersuites = BOTH,
   groups = BOTH, alpn = BOTH, keylog = BOTH, ignore_unexpected_eof = BOTH,
-  release_buffers = BOTH, no_renegotiation = BOTH,
+  release_buffers = BOTH, no_renegotiation = BOTH, rekey = BOTH,
   cert = SERVER, key = SERVER, allow_client_renegotiation = SERVER,
   num_tickets = SERVER, session_cache = SERVER, verify_client = SERVER,
   verify = CLIENT, check_hostname = CLIENT, cafile = CLIENT, capath = CLIENT,
@@ -33,7 +33,7 @@ local renamed = { verify_client = "verify", client_cert = "cert", client_key = "
 -- checks server_hostname (default "localhost"). client_cert/client_key: a client
 -- certificate, which the server then trusts. Options for both ends: min_version,
 -- max_version, ciphers, ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
--- release_buffers, no_renegotiation; for the server: allow_client_renegotiation,
+-- release_buffers, no_renegotiation, rekey (a policy table); for the server: allow_client_renegotiation,
 -- verify_client, num_tickets, session_cache; for the client: verify,
 -- check_hostname, capath.
 function M.pair_contexts(opts, fname)

@@ -32,9 +32,10 @@ build = {
          -- with lua/src/ and csrc/).
          sources = {
             "lua/src/module.c", "lua/src/errors.c", "lua/src/context.c",
-            "lua/src/connection.c", "lua/src/events.c",
+            "lua/src/connection.c", "lua/src/events.c", "lua/src/policy.c",
             "csrc/connection.c", "csrc/context.c", "csrc/error.c", "csrc/events.c",
-            "csrc/info.c", "csrc/io.c", "csrc/rekey.c", "csrc/testcert.c",
+            "csrc/info.c", "csrc/io.c", "csrc/policy.c", "csrc/rekey.c",
+            "csrc/testcert.c",
          },
          incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)" },

@@ -411,6 +411,32 @@ static int conn_set_verify_client(lua_State *L)
     return 1;
 }
 
+/* conn:set_rekey_policy{ bytes =, records =, seconds =, request_peer =,
+ * use_renegotiation =, aead_limit = } */
+static int conn_set_rekey_policy(lua_State *L)
+{
+    trk_rekey_policy policy;
+    trk_error err;
+    trk_status st;
+    ltrk_connection *c = check_idle(L);
+
+    ltrk_check_policy(L, 2, 2, &policy);
+    st = trk_conn_set_rekey_policy(c->conn, &policy, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 2);
+    return 0;
+}
+
+static int conn_get_rekey_policy(lua_State *L)
+{
+    trk_rekey_policy policy;
+    ltrk_connection *c = check_open(L);
+
+    trk_conn_get_rekey_policy(c->conn, &policy);
+    ltrk_push_policy(L, &policy);
+    return 1;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Introspection                                                               */
 /* ------------------------------------------------------------------------- */
@@ -674,6 +700,8 @@ void ltrk_connection_open(lua_State *L)
         {"renegotiate_abbreviated", conn_renegotiate_abbreviated},
         {"renegotiate_pending", conn_renegotiate_pending},
         {"set_verify_client", conn_set_verify_client},
+        {"set_rekey_policy", conn_set_rekey_policy},
+        {"get_rekey_policy", conn_get_rekey_policy},
         {"export_keying_material", conn_export_keying_material},
         {"on_event", ltrk_on_event},
         {"role", conn_role},

@@ -15,7 +15,7 @@ static const char *const context_options[] = {
     "mode", "cafile", "capath", "verify", "check_hostname", "min_version",
     "max_version", "cert", "key", "ciphers", "ciphersuites", "groups", "alpn",
     "keylog", "allow_client_renegotiation", "no_renegotiation",
-    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", NULL};
+    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", "rekey", NULL};
 
 ltrk_context *ltrk_check_context(lua_State *L, int idx)
 {
@@ -229,6 +229,13 @@ int ltrk_context_new(lua_State *L)
     if ((b = opt_boolean(L, "release_buffers")) >= 0)
         check_option(L, trk_ctx_set_release_buffers(c->ctx, b, &err), &err,
                      "release_buffers");
+    lua_getfield(L, 1, "rekey");
+    if (!lua_isnil(L, -1)) {
+        trk_rekey_policy policy;
+        ltrk_check_policy(L, -1, 1, &policy);
+        check_option(L, trk_ctx_set_rekey_policy(c->ctx, &policy, &err), &err, "rekey");
+    }
+    lua_pop(L, 1);
     return 1;
 }
 

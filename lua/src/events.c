@@ -28,6 +28,8 @@ static int dispatch(lua_State *L)
     case TRK_EV_KEY_UPDATE_RECEIVED:
         lua_pushboolean(L, ev->request_update);
         lua_setfield(L, -2, "request_update");
+        lua_pushboolean(L, ev->automatic);
+        lua_setfield(L, -2, "automatic");
         break;
     case TRK_EV_ALERT_SENT:
     case TRK_EV_ALERT_RECEIVED:

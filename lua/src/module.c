@@ -46,6 +46,7 @@ int luaopen_tlsrekey_core(lua_State *L)
         {"pair", ltrk_pair_new},
         {"make_test_cert", ltrk_make_test_cert},
         {"is_error", ltrk_is_error},
+        {"_testing_set_aead_scale", ltrk_testing_set_aead_scale},
         {NULL, NULL}};
     int i;
 

@@ -77,6 +77,12 @@ ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx);
 int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
 void ltrk_connection_open(lua_State *L);
 
+/* policy.c */
+/* Reads a rekey policy table at idx (argument number arg for error messages). */
+void ltrk_check_policy(lua_State *L, int idx, int arg, trk_rekey_policy *p);
+void ltrk_push_policy(lua_State *L, const trk_rekey_policy *p);
+int ltrk_testing_set_aead_scale(lua_State *L);
+
 /* events.c */
 /* Around every core call that may run event callbacks (the method's connection is
  * at stack index 1): ltrk_call_enter pushes the event functions of self and of its

@@ -183,11 +183,21 @@ describe("contexts", function()
     H.raises("state", function() c:set_verify_client() end) -- servers only
   end)
 
-  -- Core gap: trk_conn_set_verify_client does not stop the client from resuming the
-  -- session in the server-requested renegotiation (OpenSSL clients resume on a
-  -- HelloRequest), and a resumed handshake asks for no certificate. The core needs
-  -- SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION on that connection.
-  pending("set_verify_client_then_server_renegotiate_gets_a_certificate (core gap)")
+  it("set_verify_client_then_server_renegotiate_gets_a_certificate", function()
+    -- a resumed handshake asks for no certificate and OpenSSL clients resume on a
+    -- HelloRequest: the core makes the next handshake full once asked
+    local ccert, ckey = tlsrekey.make_test_cert("client.example")
+    local c, s = tlsrekey.pair { client_cert = ccert, client_key = ckey,
+                                 max_version = "TLSv1.2" }
+    assert.is_nil(s:peer_certificate())
+    s:set_verify_client(true, true)
+    s:renegotiate()
+    assert.equal("x", H.exchange(s, c, "x"))
+    assert.equal("y", H.exchange(c, s, "y"))
+    assert.is_false(s:renegotiate_pending())
+    assert.is_false(c:session_reused())
+    assert.truthy(s:peer_certificate().subject:find("client.example", 1, true))
+  end)
 end)
 
 describe("pair options", function()

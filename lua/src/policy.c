@@ -1,0 +1,107 @@
+/*
+ * policy.c - rekey policy tables: { bytes = n, records = n, seconds = s,
+ * request_peer = bool, use_renegotiation = bool, aead_limit = bool }, converted to
+ * and from the core's trk_rekey_policy. A nil or false threshold disables it.
+ */
+#include <string.h>
+
+#include "shim.h"
+
+static const char *const policy_keys[] = {"bytes", "records", "seconds", "request_peer",
+                                          "use_renegotiation", "aead_limit", NULL};
+
+static uint64_t count_field(lua_State *L, int idx, int arg, const char *name)
+{
+    uint64_t v = 0;
+    lua_getfield(L, idx, name);
+    if (lua_isinteger(L, -1)) {
+        lua_Integer i = lua_tointeger(L, -1);
+        if (i < 0)
+            luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must not be "
+                                                     "negative", name));
+        v = (uint64_t)i;
+    } else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+        luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must be an integer "
+                                                 "or nil, got %s",
+                                              name, luaL_typename(L, -1)));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int flag_field(lua_State *L, int idx, int arg, const char *name, int dflt)
+{
+    int v = dflt;
+    lua_getfield(L, idx, name);
+    if (lua_isboolean(L, -1))
+        v = lua_toboolean(L, -1);
+    else if (!lua_isnil(L, -1))
+        luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must be a boolean, "
+                                                 "got %s",
+                                              name, luaL_typename(L, -1)));
+    lua_pop(L, 1);
+    return v;
+}
+
+void ltrk_check_policy(lua_State *L, int idx, int arg, trk_rekey_policy *p)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (int i = 0; policy_keys[i] != NULL; i++)
+                known |= strcmp(lua_tostring(L, -1), policy_keys[i]) == 0;
+        if (!known)
+            luaL_argerror(L, arg, lua_pushfstring(L, "unknown rekey policy option '%s'",
+                                                  luaL_tolstring(L, -1, NULL)));
+    }
+    trk_rekey_policy_default(p);
+    p->bytes = count_field(L, idx, arg, "bytes");
+    p->records = count_field(L, idx, arg, "records");
+    lua_getfield(L, idx, "seconds");
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        p->seconds = lua_tonumber(L, -1);
+    else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
+        luaL_argerror(L, arg, "rekey policy 'seconds' must be a number or nil");
+    lua_pop(L, 1);
+    if (!(p->seconds >= 0))
+        luaL_argerror(L, arg, "rekey policy 'seconds' must not be negative");
+    p->request_peer = flag_field(L, idx, arg, "request_peer", 0);
+    p->use_renegotiation = flag_field(L, idx, arg, "use_renegotiation", 0);
+    p->aead_limit = flag_field(L, idx, arg, "aead_limit", 1);
+}
+
+void ltrk_push_policy(lua_State *L, const trk_rekey_policy *p)
+{
+    lua_createtable(L, 0, 6);
+    if (p->bytes > 0) {
+        lua_pushinteger(L, (lua_Integer)p->bytes);
+        lua_setfield(L, -2, "bytes");
+    }
+    if (p->records > 0) {
+        lua_pushinteger(L, (lua_Integer)p->records);
+        lua_setfield(L, -2, "records");
+    }
+    if (p->seconds > 0) {
+        lua_pushnumber(L, p->seconds);
+        lua_setfield(L, -2, "seconds");
+    }
+    lua_pushboolean(L, p->request_peer);
+    lua_setfield(L, -2, "request_peer");
+    lua_pushboolean(L, p->use_renegotiation);
+    lua_setfield(L, -2, "use_renegotiation");
+    lua_pushboolean(L, p->aead_limit);
+    lua_setfield(L, -2, "aead_limit");
+}
+
+/* core._testing_set_aead_scale(divisor): tests watch the AEAD limit act. */
+int ltrk_testing_set_aead_scale(lua_State *L)
+{
+    lua_Integer d = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, d >= 1, 1, "divisor must be at least 1");
+    trk_testing_set_aead_scale((uint64_t)d);
+    return 0;
+}

@@ -1,0 +1,111 @@
+-- Automatic rekeying: the core's policy, seen from Lua (mirrors test_policy.py).
+local tlsrekey = require "tlsrekey"
+local core = require "tlsrekey.core"
+
+local function send(from, to, data)
+  assert(from:write(data) == #data)
+  local got = {}
+  local n = 0
+  while n < #data do
+    local chunk = assert(to:read(65536))
+    got[#got + 1] = chunk
+    n = n + #chunk
+  end
+  return table.concat(got)
+end
+
+describe("rekey policy", function()
+  after_each(function() collectgarbage(); collectgarbage() end)
+
+  it("rekeys every n records, counted by the peer", function()
+    local c, s = tlsrekey.pair()
+    c:set_rekey_policy{ records = 10 }
+    for i = 1, 1000 do
+      assert.equal("r" .. i, send(c, s, "r" .. i))
+    end
+    assert.equal(99, c:stats().key_updates_sent)
+    assert.equal(99, s:stats().key_updates_received)
+    assert.equal(99, c:stats().automatic_rekeys)
+  end)
+
+  it("splits a large write at the byte threshold and can request the peer's update", function()
+    local c, s = tlsrekey.pair()
+    c:set_rekey_policy{ bytes = 100000, request_peer = true }
+    local data = string.rep("0123456789", 100000)
+    assert.equal(data, send(c, s, data))
+    assert.equal(9, c:stats().key_updates_sent)
+    assert.equal(9, s:stats().key_update_requests_received)
+    -- the server answers inside its reads while more data follows; the last
+    -- request is owed until its next write, which sends exactly one reply
+    local before = s:stats().key_updates_sent
+    assert.is_true(before <= 9)
+    s:write("")
+    assert.equal("none", s:get_key_update_type())
+    assert.is_true(s:stats().key_updates_sent <= before + 1)
+    assert.same({ nil, "want_read" }, { c:read(10) }) -- takes in the reply, no data
+    assert.equal(s:stats().key_updates_sent, c:stats().key_updates_received)
+  end)
+
+  it("reports each automatic update as an event", function()
+    local c, s = tlsrekey.pair()
+    local seen = {}
+    c:on_event(function(ev) seen[#seen + 1] = ev end)
+    c:set_rekey_policy{ records = 2 }
+    for _ = 1, 3 do send(c, s, "x") end
+    assert.equal(1, #seen)
+    assert.equal("key_update_sent", seen[1].name)
+    assert.is_true(seen[1].automatic)
+    assert.is_false(seen[1].request_update)
+  end)
+
+  it("takes a default policy from the context", function()
+    local c, s = tlsrekey.pair{ rekey = { bytes = 4096 } }
+    assert.equal(4096, c:get_rekey_policy().bytes)
+    assert.equal(4096, s:get_rekey_policy().bytes)
+    send(c, s, string.rep("z", 10000))
+    assert.equal(2, c:stats().key_updates_sent)
+  end)
+
+  it("enforces the AEAD limit on AES-GCM by default and can be turned off", function()
+    core._testing_set_aead_scale(1 << 21) -- 8 records per key instead of 2^24
+    local ok, err = pcall(function()
+      local c, s = tlsrekey.pair{ ciphersuites = "TLS_AES_128_GCM_SHA256" }
+      for _ = 1, 80 do send(c, s, "x") end
+      assert.equal(9, c:stats().key_updates_sent)
+      c:set_rekey_policy{ aead_limit = false }
+      for _ = 1, 80 do send(c, s, "x") end
+      assert.equal(9, c:stats().key_updates_sent)
+      local c2, s2 = tlsrekey.pair{ ciphersuites = "TLS_CHACHA20_POLY1305_SHA256" }
+      for _ = 1, 80 do send(c2, s2, "x") end
+      assert.equal(0, c2:stats().key_updates_sent)
+    end)
+    core._testing_set_aead_scale(1)
+    assert(ok, err)
+  end)
+
+  it("is a state error on TLS 1.2 unless use_renegotiation is set", function()
+    local c, s = tlsrekey.pair{ max_version = "TLSv1.2", allow_client_renegotiation = true }
+    local ok, err = pcall(c.set_rekey_policy, c, { records = 5 })
+    assert.is_false(ok)
+    assert.equal("state", err.code)
+    assert.matches("use_renegotiation", err.message)
+    c:set_rekey_policy{ records = 5, use_renegotiation = true }
+    for _ = 1, 20 do send(c, s, "y") end
+    assert.equal(3, c:stats().renegotiations)
+    assert.equal(3, s:stats().renegotiations)
+    assert.same({ records = 5, request_peer = false, use_renegotiation = true,
+                  aead_limit = true }, c:get_rekey_policy())
+  end)
+
+  it("rejects bad policy tables naming the problem", function()
+    local c = tlsrekey.pair()
+    assert.has_error(function() c:set_rekey_policy{ byts = 1 } end,
+      "bad argument #1 to 'set_rekey_policy' (unknown rekey policy option 'byts')")
+    assert.has_error(function() c:set_rekey_policy{ records = -1 } end)
+    assert.has_error(function() c:set_rekey_policy{ seconds = "soon" } end)
+    assert.has_error(function() c:set_rekey_policy(5) end)
+    assert.has_error(function()
+      tlsrekey.context{ mode = "client", rekey = { bytes = "many" } }
+    end)
+  end)
+end)
