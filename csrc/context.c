@@ -423,6 +423,13 @@ trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *er
     return TRK_OK;
 }
 
+trk_status trk_ctx_set_keylog_from_env(trk_ctx *ctx, trk_error *err)
+{
+    const char *path = getenv("SSLKEYLOGFILE");
+    return trk_ctx_set_keylog_file(ctx, path != NULL && path[0] != '\0' ? path : NULL,
+                                   err);
+}
+
 static void set_option(SSL_CTX *s, uint64_t opt, int on)
 {
     if (on)

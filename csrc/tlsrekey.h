@@ -175,6 +175,12 @@ trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err);
 
 /* Appends NSS key log lines (SSLKEYLOGFILE format) to the file at `path`; NULL stops. */
 trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err);
+/* The same with the path from the SSLKEYLOGFILE environment variable, when the user
+ * asks for it (keylog=True / keylog = true); unset or empty: no key log. Wireshark
+ * reads the file; TLS 1.3 lines hold the first traffic secrets only, and Wireshark
+ * derives each later generation from them when it sees a KeyUpdate in the capture
+ * (RFC 8446 7.2), so a capture of a key-updating connection decrypts throughout. */
+trk_status trk_ctx_set_keylog_from_env(trk_ctx *ctx, trk_error *err);
 
 /* Renegotiation policy. allow_client: a server accepts client-initiated
  * renegotiation (SSL_OP_ALLOW_CLIENT_RENEGOTIATION). none: no renegotiation in

@@ -213,8 +213,17 @@ int ltrk_context_new(lua_State *L)
                      "num_tickets");
     }
     lua_pop(L, 1);
-    if ((s = opt_string(L, "keylog", NULL)) != NULL)
-        check_option(L, trk_ctx_set_keylog_file(c->ctx, s, &err), &err, "keylog");
+    lua_getfield(L, 1, "keylog"); /* a path, or true: honour SSLKEYLOGFILE */
+    if (lua_type(L, -1) == LUA_TSTRING)
+        check_option(L, trk_ctx_set_keylog_file(c->ctx, lua_tostring(L, -1), &err), &err,
+                     "keylog");
+    else if (lua_toboolean(L, -1) && lua_isboolean(L, -1))
+        check_option(L, trk_ctx_set_keylog_from_env(c->ctx, &err), &err, "keylog");
+    else if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_argerror(L, 1, lua_pushfstring(L, "option 'keylog' must be a path or a "
+                                               "boolean, got %s",
+                                            luaL_typename(L, -1)));
+    lua_pop(L, 1);
 
     allow_client = opt_boolean(L, "allow_client_renegotiation");
     no_reneg = opt_boolean(L, "no_renegotiation");

@@ -109,3 +109,80 @@ describe("rekey policy", function()
     end)
   end)
 end)
+
+describe("rekey policy against openssl s_server", function()
+  local H = require "helpers"
+  after_each(H.cleanup)
+
+  local RECV_KU = "<<< TLS 1%.3, Handshake %[length %x+%], KeyUpdate"
+
+  it("records=10 over 1000 writes: the peer counts the key updates", function()
+    local port = H.free_port()
+    local cpath, kpath = H.cert_files()
+    local p = H.spawn { "openssl", "s_server", "-accept", "127.0.0.1:" .. port,
+                        "-cert", cpath, "-key", kpath, "-msg", "-naccept", "1" }
+    assert(p:wait_output("ACCEPT"), "s_server did not start:\n" .. p:output())
+    local ctx = tlsrekey.context { mode = "client", cafile = cpath,
+                                   rekey = { records = 10 } }
+    local c = ctx:connect("127.0.0.1", port, { server_hostname = "localhost", timeout = 5 })
+    c:do_handshake()
+    for i = 1, 1000 do assert.equal(6, c:write(("%05d\n"):format(i))) end
+    assert.equal(99, c:stats().key_updates_sent)
+    assert.equal(99, p:wait_count(RECV_KU, 99, 10), p:output():sub(-2000))
+    -- and the data arrived in order, intact, between them
+    assert(p:wait_output("01000\n"))
+    local out = p:output():gsub("[<>][<>][<>][^\n]*\n", ""):gsub("    [^\n]*\n", "")
+    local n = 0
+    for line in out:gmatch("(%d%d%d%d%d)\n") do
+      n = n + 1
+      assert.equal(n, tonumber(line))
+    end
+    assert.equal(1000, n)
+  end)
+end)
+
+describe("key log", function()
+  local H = require "helpers"
+  after_each(H.cleanup)
+
+  local function labels(path)
+    local seen = {}
+    for label in H.read_file(path):gmatch("([%u%d_]+) %x+ %x+\n") do seen[label] = true end
+    return seen
+  end
+
+  it("writes the TLS 1.3 secrets in NSS key log format", function()
+    local path = H.tmpname(".keys")
+    local c, s = tlsrekey.pair{ keylog = path }
+    c:key_update("requested")
+    assert.equal("x", H.exchange(c, s, "x"))
+    local seen = labels(path)
+    for _, l in ipairs { "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                         "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET" } do
+      assert.is_true(seen[l], l)
+    end
+    assert.is_nil(seen.CLIENT_RANDOM)
+  end)
+
+  it("writes CLIENT_RANDOM lines for TLS 1.2, one per handshake", function()
+    local path = H.tmpname(".keys")
+    local c, s = tlsrekey.pair{ keylog = path, max_version = "TLSv1.2",
+                                allow_client_renegotiation = true }
+    c:renegotiate()
+    assert.equal("x", H.exchange(c, s, "x"))
+    local n = select(2, H.read_file(path):gsub("CLIENT_RANDOM %x+ %x+\n", ""))
+    assert.equal(4, n) -- two handshakes, logged by both ends
+  end)
+
+  it("keylog = true honours SSLKEYLOGFILE, and is silent without it", function()
+    local path = H.tmpname(".keys")
+    local script = [[local t = require "tlsrekey"; local c, s = t.pair{ keylog = true }
+      assert(c:write("x") == 1 and s:read() == "x")]]
+    assert.is_true(os.execute(("SSLKEYLOGFILE=%s lua5.4 -e %s"):format(
+      H.shell_quote(path), H.shell_quote(script))))
+    assert.truthy(H.read_file(path):find("CLIENT_TRAFFIC_SECRET_0 ", 1, true))
+    assert.is_true(os.execute(("env -u SSLKEYLOGFILE lua5.4 -e %s"):format(
+      H.shell_quote(script))))
+    assert.has_error(function() tlsrekey.context{ mode = "server", keylog = 5 } end)
+  end)
+end)
