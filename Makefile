@@ -30,6 +30,9 @@ CORE_WERROR ?=
 OPT := -O2 -g
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
 SAN_LD := -fsanitize=address,undefined
+# Python's own CFLAGS come first and carry -fwrapv (no signed overflow for UBSan to
+# see) and -DNDEBUG (no assert): undo both for the sanitizer build.
+SAN_PY := -fno-wrapv -UNDEBUG
 
 CORE_SRC := $(wildcard csrc/*.c)
 CORE_HDR := $(wildcard csrc/*.h)
@@ -119,7 +122,7 @@ build-asan-python: $(PY_EXT_ASAN)
 
 $(PY_EXT_ASAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_STAMP)
 	rm -rf build/asan/python
-	CFLAGS='$(SAN)' LDFLAGS='$(SAN_LD)' $(VPY) setup.py -q build_ext --force \
+	CFLAGS='$(SAN) $(SAN_PY)' LDFLAGS='$(SAN_LD)' $(VPY) setup.py -q build_ext --force \
 	    --build-lib build/asan/python --build-temp build/asan/tmp
 	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
 	    | tar -C build/asan/python -xf -

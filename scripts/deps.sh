@@ -50,5 +50,8 @@ if [ "${1:-}" = --venv ]; then
     echo "deps: creating .venv with $(command -v python3) ($(python3 --version 2>&1))"
     python3 -m venv .venv
   fi
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+  # (The filter drops pip's complaint about a missing local index some machines
+  # configure; pipefail keeps pip's exit status.)
+  .venv/bin/python -m pip install -q --disable-pip-version-check \
+      -r scripts/requirements-dev.txt 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 fi

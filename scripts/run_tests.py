@@ -115,7 +115,9 @@ def run(cmd, log_path, env=None, cwd=ROOT, limit=LIMIT_SUITE, echo=True):
 
 def make(target, res, log_path):
     """Builds a make target for a suite; on failure the suite cannot run."""
-    status, _ = run(["make", "--no-print-directory", target], log_path, limit=LIMIT_SUITE)
+    # -s: the first build already showed its commands; errors still show.
+    status, _ = run(["make", "-s", "--no-print-directory", target], log_path,
+                    limit=LIMIT_SUITE)
     if status != 0:
         res.problem("`make %s` failed (see %s)" % (target, rel(log_path)))
         return False
