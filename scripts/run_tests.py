@@ -327,14 +327,46 @@ def suite_c_asan(res, log):
         check_sanitizer_reports(res, reports, out)
 
 
+def python_asan_env(report_dir):
+    env = sanitizer_env(report_dir, "tests/sanitizers/lsan-python.supp")
+    # pymalloc keeps objects in its own mmap'ed arenas, which LeakSanitizer does
+    # not scan: memory held only by Python objects would look leaked. With the
+    # system allocator every object is a malloc block LSan can follow.
+    env["PYTHONMALLOC"] = "malloc"
+    return env
+
+
+# Proves the sanitized Python run is what it claims: it imports the ASan build, and
+# a leak made in it (4242 bytes from libc's malloc, the pointer dropped) is reported.
+CANARY = ("import ctypes, tlsrekey; print(tlsrekey._tlsrekey.__file__); "
+          "ctypes.CDLL(None).malloc(4242)")
+
+
+def check_python_asan_setup(res, log):
+    reports = os.path.join(RESULTS, "asan-canary")
+    env = python_asan_env(reports)
+    env["PYTHONPATH"] = "build/asan/python"
+    _, out = run([VPY, "-c", CANARY], log, env=env, limit=120, echo=False)
+    text = ""
+    for path in glob.glob(os.path.join(reports, "*")):
+        with open(path, errors="replace") as f:
+            text += f.read()
+    ok = True
+    if os.path.join(ROOT, "build", "asan", "python", "tlsrekey") not in out:
+        res.problem("the sanitized run does not import build/asan/python: %s" % tail(out, 3))
+        ok = False
+    if "Direct leak of 4242 byte(s)" not in text:
+        res.problem("LeakSanitizer missed a deliberate leak: leak detection is not working")
+        ok = False
+    if ok:
+        say("sanitizer setup: imports build/asan/python; a deliberate leak is reported")
+
+
 def suite_python_asan(res, log):
     if make("build-asan-python", res, log):
+        check_python_asan_setup(res, log)
         reports = os.path.join(RESULTS, "asan-python")
-        env = sanitizer_env(reports, "tests/sanitizers/lsan-python.supp")
-        # pymalloc keeps objects in its own mmap'ed arenas, which LeakSanitizer does
-        # not scan: memory held only by Python objects would look leaked. With the
-        # system allocator every object is a malloc block LSan can follow.
-        env["PYTHONMALLOC"] = "malloc"
+        env = python_asan_env(reports)
         # --capture=sys: pytest captures Python's sys.stdout/stderr only, so a UBSan
         # report written to file descriptor 2 reaches the log even if it kills pytest.
         out, odd_exit = pytest(res, log, "build/asan/python",
