@@ -595,7 +595,7 @@ Connection_drain(ConnectionObject *self, PyObject *unused)
     PyObject *buf = NULL;
     size_t avail, got = 0;
     trk_error err;
-    trk_status st = TRK_OK;
+    trk_status st;
     int entered;
 
     SHIM_UNUSED(unused);
@@ -607,8 +607,8 @@ Connection_drain(ConnectionObject *self, PyObject *unused)
         conn_leave(self, entered);
         return NULL;
     }
-    if (avail > 0)
-        st = trk_conn_drain(self->conn, PyBytes_AS_STRING(buf), avail, &got, &err);
+    /* Called even with nothing to drain: the core checks the transport. */
+    st = trk_conn_drain(self->conn, PyBytes_AS_STRING(buf), avail, &got, &err);
     if (conn_finish(self, entered, st, &err, NULL) < 0) {
         Py_DECREF(buf);
         return NULL;

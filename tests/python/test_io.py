@@ -1,0 +1,328 @@
+"""I/O over the three transports: blocking, timeout and non-blocking sockets, the
+memory transport (feed/drain), read_into, pending, shutdown, write(b"")."""
+import array
+import os
+import select
+import socket
+import time
+
+import pytest
+
+import tlsrekey
+from tlsrekey import KeyUpdateType
+
+from conftest import TIMEOUT, Concurrent, memory_handshake, shuttle
+
+
+@pytest.fixture
+def sockets():
+    a, b = socket.socketpair()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def wrap_both(test_cert, a, b):
+    client = tlsrekey.Context.client(test_cert[0]).wrap(a, server_hostname="localhost")
+    server = tlsrekey.Context.server(*test_cert).wrap(b)
+    return client, server
+
+
+# -- socket modes ------------------------------------------------------------------
+
+def test_wrap_follows_a_blocking_socket(test_cert, sockets):
+    a, b = sockets
+    assert a.gettimeout() is None
+    client, server = wrap_both(test_cert, a, b)
+    assert client.gettimeout() is None
+    assert client.fileno() == a.fileno()
+    peer = Concurrent(server.do_handshake)
+    client.do_handshake()
+    peer.result()
+    client.write(b"blocking")
+    assert server.read() == b"blocking"
+
+
+def test_wrap_follows_a_socket_timeout(test_cert, sockets):
+    a, b = sockets
+    a.settimeout(0.3)
+    b.settimeout(TIMEOUT)
+    client, server = wrap_both(test_cert, a, b)
+    assert client.gettimeout() == 0.3
+    start = time.monotonic()
+    with pytest.raises(tlsrekey.TimeoutError):
+        client.do_handshake()              # the server is not running yet
+    assert 0.25 <= time.monotonic() - start < 5
+
+
+def test_wrap_follows_a_non_blocking_socket(test_cert, sockets):
+    a, b = sockets
+    a.setblocking(False)
+    b.setblocking(False)
+    client, server = wrap_both(test_cert, a, b)
+    assert client.gettimeout() == 0.0
+    pending = {client, server}
+    for _ in range(100):
+        for conn in list(pending):
+            try:
+                conn.do_handshake()
+                pending.discard(conn)
+            except tlsrekey.WantReadError:
+                pass
+        if not pending:
+            break
+        select.select([a, b], [], [], 1.0)
+    assert not pending, "non-blocking handshake did not finish"
+    with pytest.raises(tlsrekey.WantReadError):
+        client.read()
+    server.write(b"ready")
+    select.select([a], [], [], TIMEOUT)
+    assert client.read() == b"ready"
+
+
+def test_settimeout_switches_modes(test_cert, sockets):
+    a, b = sockets
+    client, server = wrap_both(test_cert, a, b)
+    client.settimeout(0)
+    assert client.gettimeout() == 0.0
+    with pytest.raises(tlsrekey.WantReadError):
+        client.do_handshake()
+    client.settimeout(0.2)
+    assert client.gettimeout() == 0.2
+    with pytest.raises(tlsrekey.TimeoutError):
+        client.do_handshake()
+    client.settimeout(None)
+    assert client.gettimeout() is None
+    with pytest.raises(ValueError):
+        client.settimeout(-1)
+    with pytest.raises(TypeError):
+        client.settimeout("1")
+
+
+def test_wrap_accepts_a_raw_fd(test_cert, sockets):
+    a, b = sockets
+    b.settimeout(TIMEOUT)
+    client = tlsrekey.Context.client(test_cert[0]).wrap(a.fileno(),
+                                                        server_hostname="localhost")
+    server = tlsrekey.Context.server(*test_cert).wrap(b)
+    assert client.gettimeout() is None
+    peer = Concurrent(server.read)
+    client.write(b"raw fd")
+    assert peer.result() == b"raw fd"
+
+
+def test_large_transfer_over_sockets(socket_pair_factory):
+    link = socket_pair_factory()
+    payload = os.urandom(1 << 20)
+
+    def receive():
+        got = bytearray()
+        while len(got) < len(payload):
+            got += link.server.read(65536)
+        return bytes(got)
+
+    peer = Concurrent(receive)
+    assert link.client.write(payload) == len(payload)
+    assert peer.result() == payload
+    assert link.client.stats["bytes_written"] == len(payload)
+    assert link.server.stats["bytes_read"] == len(payload)
+
+
+# -- memory transport ------------------------------------------------------------
+
+@pytest.fixture
+def memory_link(test_cert):
+    client = tlsrekey.Context.client(test_cert[0]).memory("localhost")
+    server = tlsrekey.Context.server(*test_cert).memory()
+    yield client, server
+    client.close()
+    server.close()
+
+
+def test_memory_transport_handshake_and_data(memory_link):
+    client, server = memory_link
+    assert client.state == "new" and client.version is None and client.cipher is None
+    with pytest.raises(tlsrekey.WantReadError):
+        client.do_handshake()
+    assert client.outgoing > 0                     # the ClientHello waits
+    hello = client.drain()
+    assert client.outgoing == 0 and hello[0] == 22  # a handshake record
+    server.feed(hello)
+    memory_handshake(client, server)
+    assert client.version == "TLSv1.3" and client.fileno() == -1
+    client.write(b"over memory")
+    shuttle(client, server)
+    assert server.read() == b"over memory"
+    with pytest.raises(tlsrekey.WantReadError):
+        server.read()
+
+
+def test_memory_transport_reads_can_write(memory_link):
+    client, server = memory_link
+    memory_handshake(client, server)
+    client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+    client.write(b"x")
+    server.feed(client.drain())
+    assert server.read() == b"x"
+    assert server.get_key_update_type() is KeyUpdateType.NOT_REQUESTED
+    server.write(b"")                      # sends the owed update
+    reply = server.drain()
+    assert reply, "the reply must be drained"
+    client.feed(reply)
+    with pytest.raises(tlsrekey.WantReadError):
+        client.read()
+    assert client.stats["key_updates_received"] == 1
+
+
+def test_memory_transport_renegotiation_needs_draining_after_reads(test_cert):
+    client = tlsrekey.Context.client(test_cert[0]).memory("localhost")
+    server = tlsrekey.Context.server(*test_cert, max_version="TLSv1.2").memory()
+    memory_handshake(client, server)
+    server.renegotiate()
+    server.write(b"hello")
+    client.feed(server.drain())
+    assert client.read() == b"hello"
+    assert client.outgoing > 0             # the read answered with a ClientHello
+    for _ in range(10):
+        shuttle(client, server)
+        for conn in (server, client):
+            try:
+                conn.read()
+            except tlsrekey.WantReadError:
+                pass
+        if client.stats["renegotiations"] and server.stats["renegotiations"]:
+            break
+    assert client.stats["renegotiations"] == 1 and server.stats["renegotiations"] == 1
+
+
+def test_memory_only_calls_on_other_transports_are_state_errors():
+    client, _ = tlsrekey.pair()
+    with pytest.raises(tlsrekey.StateError, match="memory"):
+        client.feed(b"x")
+    with pytest.raises(tlsrekey.StateError):
+        client.drain()
+    assert client.outgoing == 0
+
+
+def test_feed_accepts_buffers(memory_link):
+    client, server = memory_link
+    with pytest.raises(tlsrekey.WantReadError):
+        client.do_handshake()
+    server.feed(memoryview(bytearray(client.drain())))
+    with pytest.raises(tlsrekey.WantReadError):
+        server.do_handshake()
+    with pytest.raises(TypeError):
+        server.feed("text")
+
+
+# -- read_into, pending, write ------------------------------------------------
+
+def test_read_into_buffers(make_link):
+    link = make_link()
+    link.server.write(b"0123456789")
+    buf = bytearray(4)
+    assert link.client.read_into(buf) == 4 and buf == b"0123"
+    mv = memoryview(bytearray(10))
+    assert link.client.read_into(mv, 3) == 3 and bytes(mv[:3]) == b"456"
+    arr = array.array("b", [0] * 8)
+    assert link.client.read_into(arr) == 3 and arr.tobytes()[:3] == b"789"
+    with pytest.raises(ValueError):
+        link.client.read_into(bytearray(2), 5)
+    with pytest.raises(ValueError):
+        link.client.read_into(bytearray(0))
+    with pytest.raises(TypeError):
+        link.client.read_into(b"immutable")
+
+
+def test_read_size_must_be_positive(make_link):
+    link = make_link()
+    with pytest.raises(ValueError):
+        link.client.read(0)
+    with pytest.raises(ValueError):
+        link.client.read(-5)
+
+
+def test_pending_counts_decrypted_bytes(make_link):
+    link = make_link()
+    assert link.client.pending() == 0
+    link.server.write(b"abcdefghij")
+    assert link.client.read(3) == b"abc"
+    assert link.client.pending() == 7
+    assert link.client.read() == b"defghij"
+    assert link.client.pending() == 0
+
+
+def test_write_takes_any_buffer(make_link):
+    link = make_link()
+    assert link.client.write(bytearray(b"ba")) == 2
+    assert link.client.write(memoryview(b"xmvx")[1:3]) == 2
+    assert link.client.write(array.array("B", [65, 66])) == 2
+    got = b""
+    while len(got) < 6:
+        got += link.server.read()
+    assert got == b"bamvAB"
+    with pytest.raises(TypeError):
+        link.client.write("text")
+
+
+def test_zero_length_write_really_calls_the_core(make_link):
+    link = make_link()
+    records = link.client.stats["records_written"]
+    assert link.client.write(b"") == 0            # nothing owed: nothing sent
+    assert link.client.stats["records_written"] == records
+    link.client.key_update(tlsrekey.KEY_UPDATE_NOT_REQUESTED)
+    assert link.client.write(b"") == 0            # the scheduled update goes out
+    assert link.client.stats["key_updates_sent"] == 1
+
+
+def test_read_returns_data_that_arrived_before_a_key_update(make_link):
+    link = make_link()
+    link.server.write(b"first")
+    link.server.key_update(tlsrekey.KEY_UPDATE_NOT_REQUESTED)
+    link.server.write(b"second")
+    got = b""
+    while got != b"firstsecond":
+        got += link.client.read()
+    assert link.client.stats["key_updates_received"] == 1
+
+
+# -- shutdown -------------------------------------------------------------------
+
+def test_shutdown_both_ways(make_link):
+    link = make_link()
+    c, s = link.client, link.server
+    assert c.shutdown() is False                  # sent, the peer's not yet seen
+    assert s.read() == b""                        # the peer sees close_notify
+    assert s.shutdown() is True                   # and answers: complete on its side
+    assert c.shutdown() is True                   # now ours completes too
+    assert c.state == "closed" and s.state == "closed"
+    with pytest.raises(tlsrekey.StateError):
+        c.write(b"after shutdown")
+
+
+def test_shutdown_completes_a_scheduled_key_update_first(make_link):
+    link = make_link()
+    link.client.key_update(tlsrekey.KEY_UPDATE_NOT_REQUESTED)
+    assert link.client.shutdown() is False
+    assert link.client.stats["key_updates_sent"] == 1
+    assert link.server.read() == b""
+    assert link.server.stats["key_updates_received"] == 1
+
+
+def test_shutdown_before_handshake_is_state_error(memory_link):
+    client, _ = memory_link
+    with pytest.raises(tlsrekey.StateError):
+        client.shutdown()
+
+
+def test_close_leaves_a_wrapped_socket_open(socket_pair_factory):
+    link = socket_pair_factory()
+    a = link.socks[0]
+    link.client.shutdown()
+    link.client.close()
+    assert link.client.fileno() == -1
+    assert a.fileno() >= 0
+    a.sendall(b"plain")                          # still a working socket
+    assert link.socks[1].recv(100).endswith(b"plain")
