@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -76,41 +77,45 @@ def run(cmd, log_path, env=None, cwd=ROOT, limit=LIMIT_SUITE, echo=True):
     `limit` seconds is killed and returns status None."""
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
+        log.flush()
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True)
         out = []
-        timed_out = False
 
-        def on_alarm(signum, frame):
-            raise TimeoutError
-        old = signal.signal(signal.SIGALRM, on_alarm)
-        signal.alarm(limit)
-        try:
+        def copy():
             for line in iter(proc.stdout.readline, b""):
                 out.append(line)
                 log.write(line)
                 if echo:
                     sys.stdout.buffer.write(line)
                     sys.stdout.flush()
-            proc.wait()
-        except TimeoutError:
-            timed_out = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, old)
+
+        # A thread copies the output, so that a process a test left behind holding
+        # the pipe open cannot keep us waiting once the command itself has ended.
+        reader = threading.Thread(target=copy, daemon=True)
+        reader.start()
+        try:
+            status = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            status = None
+        # Whatever is left of its process group (a peer a test forgot) goes too.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        reader.join(timeout=10)
+        note = None
+        if status is None:
+            note = "*** killed after %d s ***" % limit
+        elif reader.is_alive():
+            note = "*** output still held open by a leftover process; stopped reading ***"
         text = b"".join(out).decode("utf-8", "replace")
-        if timed_out:
-            msg = "\n*** killed after %d s ***\n" % limit
-            log.write(msg.encode())
-            say(msg)
-            return None, text
-        return proc.returncode, text
+        if note:
+            log.write(("\n" + note + "\n").encode())
+            say(note)
+        return status, text
 
 
 def make(target, res, log_path):
