@@ -27,6 +27,8 @@ build = {
    type = "builtin",
    modules = {
       tlsrekey = "lua/tlsrekey.lua",
+      -- LuaSocket/LuaSec-compatible objects (pure Lua, needs luasocket at run time)
+      tlsrekey_compat = "lua/tlsrekey_compat.lua",
       ["tlsrekey.core"] = {
          -- The shim and the shared core (builtin takes no wildcards: keep in step
          -- with lua/src/ and csrc/).
