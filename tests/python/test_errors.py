@@ -206,11 +206,19 @@ def test_eof_without_close_notify_memory(test_cert, ignore):
             client.read()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: once one end of a pair is freed, trk__drive (csrc/connection.c) fails "
-    "every call on the other end with SYSCALL 'peer freed' before reading, so data "
-    "and the close_notify already sent to it are lost and ignore_unexpected_eof is "
-    "not honoured (detach_from_peer's comment promises they are kept)"))
+@pytest.mark.parametrize("ignore", [False, True])
+def test_eof_without_close_notify_pair(ignore):
+    client, server = tlsrekey.pair(ignore_unexpected_eof=ignore)
+    server.write(b"last words")
+    server.close()                         # no close_notify
+    assert client.read() == b"last words"
+    if ignore:
+        assert client.read() == b""
+    else:
+        with pytest.raises(tlsrekey.SyscallError, match="unexpected EOF"):
+            client.read()
+
+
 def test_pair_end_reads_what_was_sent_before_the_peer_closed():
     client, server = tlsrekey.pair()
     server.write(b"last words")

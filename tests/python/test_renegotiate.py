@@ -231,11 +231,6 @@ def test_set_verify_client_is_server_only(make_link):
         link.client.set_verify_client()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core gap: the client answers the server's HelloRequest by resuming the session, "
-    "and a resumed handshake has no CertificateRequest, so set_verify_client() has no "
-    "effect on a server-initiated renegotiation (trk_conn_set_verify_client would need "
-    "SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION on the server)"))
 def test_server_asks_for_a_client_certificate_when_renegotiating():
     client_cert, client_key = tlsrekey.make_test_cert("client.example")
     client, server = tlsrekey.pair(client_cert=client_cert, client_key=client_key,
