@@ -52,7 +52,7 @@ class _TLSProtocol(asyncio.Protocol):
         self.writer: Optional["StreamWriter"] = None
         self.handshake_done: "asyncio.Future[None]" = loop.create_future()
         self.closed: "asyncio.Future[None]" = loop.create_future()
-        self.exception: Optional[BaseException] = None
+        self.exception: Optional[Exception] = None
         self._on_handshake = on_handshake
         self._pending: Deque[bytes] = collections.deque()   # written before it could go
         self._paused = False                                # the transport's buffer is full
@@ -192,7 +192,7 @@ class _TLSProtocol(asyncio.Protocol):
         if data:
             self.transport.write(data)
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, exc: Exception) -> None:
         """A fatal error: every waiter and the reader get it; the transport closes
         once the alert (if any) has gone out."""
         if self.exception is not None:
@@ -403,7 +403,9 @@ async def open_connection(host: Optional[str] = None, port: Optional[int] = None
     conn = ctx.memory(server_hostname=_client_hostname(ctx, host, server_hostname))
     reader = asyncio.StreamReader(limit=limit)
     protocol = _TLSProtocol(conn, reader, loop)
-    transport, _ = await loop.create_connection(lambda: protocol, host, port, **kwargs)
+    # host/port may be None when kwargs has sock=, which the overloads do not say.
+    create: Any = loop.create_connection
+    transport, _ = await create(lambda: protocol, host, port, **kwargs)
     try:
         await protocol.handshake_done
     except BaseException:
