@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -216,9 +217,30 @@ class Session:
         try:
             action()
             self.peer.send(data)
+        except BaseException as exc:
+            try:
+                reader.result()
+            except BaseException as second:  # noqa: BLE001 - the first one matters
+                raise exc from second
+            raise
+        assert reader.result() == data
+
+    def settle(self, done, what, timeout=IO_TIMEOUT):
+        """Reads (expecting no application data) until done() is true: lets the
+        peer's side of a handshake we started progress before we write again."""
+        deadline = time.monotonic() + timeout
+        self.ours.settimeout(0.05)
+        try:
+            while not done():
+                if time.monotonic() > deadline:
+                    raise AssertionError("waited for %s\n%s" % (what, self.peer.describe()))
+                try:
+                    data = self.ours.read()
+                except tlsrekey.TimeoutError:
+                    continue
+                assert not data, "unexpected data from the peer: %r" % data[:100]
         finally:
-            got = reader.result()
-        assert got == data
+            self.ours.settimeout(IO_TIMEOUT)
 
     def close(self):
         try:

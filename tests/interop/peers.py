@@ -274,9 +274,16 @@ class OpensslServer(ProcessPeer):
         self.command(b"R\n" if client_cert else b"r\n", MSG_SENT_HELLO_REQUEST)
 
     def renegotiation_done(self, n_handshakes):
-        """Waits until `n_handshakes` full handshakes' Finished went both ways."""
-        self.proc.wait_count(MSG_RECV_FINISHED, n_handshakes)
+        """Waits until the Finished of `n_handshakes` handshakes went both ways and
+        s_server is back in its loop ("Read BLOCK" after the last one): a line typed
+        before that is lost now and then."""
         self.proc.wait_count(MSG_SENT_FINISHED, n_handshakes)
+
+        def back_in_loop(out):
+            found = list(re.finditer(MSG_RECV_FINISHED, out))
+            return (len(found) >= n_handshakes
+                    and b"Read BLOCK" in out[found[n_handshakes - 1].end():])
+        self.proc.wait(back_in_loop, "renegotiation %d to complete" % (n_handshakes - 1))
 
     def key_updates_received(self):
         return self.proc.count(MSG_RECV_KU)
@@ -376,9 +383,8 @@ class GnutlsClient(ProcessPeer):
     def renegotiate(self):
         # gnutls-cli performs the whole rehandshake inside the command: our side
         # must be reading meanwhile (Session.peer_initiated does that).
-        self.command(b"^renegotiate^\n", re.compile(rb"Rehandshake was performed|"
-                                                    rb"Error in handshake|"
-                                                    rb"\*\*\* Fatal error"))
+        self.command(b"^renegotiate^\n", re.compile(rb"ReHandshake was completed|"
+                                                    rb"ReHandshake has failed"))
 
 
 # ---- Python's ssl module (a thread) ----
