@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs every tlsrekey test suite for `make test` and sums them up.
 
-Suites, in order: the C core tests, pytest, busted; the same three under
-AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; then the packaging
+Suites, in order: the C core tests, pytest, busted, the interop matrix; the same
+under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; then the packaging
 checks (pip install ., the sdist, the wheel, the Lua rock). Each suite builds what it
 needs first (a make target), so one broken part does not hide the others' results.
 Every suite is run and counted even when an earlier one failed.
@@ -257,7 +257,8 @@ def suite_c(res, log):
         count_c_tests(res, c_binaries("build/c"), None, log, LIMIT_C)
 
 
-def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd"):
+def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd",
+           where="tests/python", extra=()):
     """Runs pytest and counts its junit report. Returns (output, odd_exit): odd_exit
     is a complaint about an exit status the report does not explain, left to the
     caller (a sanitized run may explain it by a sanitizer report)."""
@@ -265,8 +266,8 @@ def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd")
     env["PYTHONPATH"] = pythonpath
     if os.path.exists(xml):
         os.remove(xml)
-    status, out = run([VPY, "-m", "pytest", "tests/python", "-q", "-p", "no:cacheprovider",
-                       "--capture=" + capture, "--junitxml=" + xml],
+    status, out = run([VPY, "-m", "pytest", where, "-q", "-p", "no:cacheprovider",
+                       "--capture=" + capture, "--junitxml=" + xml] + list(extra),
                       log, env=env, limit=limit)
     if status is None:
         res.problem("pytest timed out")
@@ -288,6 +289,14 @@ def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd")
 def suite_python(res, log):
     if make("build-python", res, log):
         _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, "python.xml"))
+        if odd_exit:
+            res.problem(odd_exit)
+
+
+def suite_interop(res, log):
+    if make("build-python", res, log):
+        _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, "interop.xml"),
+                             where="tests/interop")
         if odd_exit:
             res.problem(odd_exit)
 
@@ -377,6 +386,23 @@ def suite_python_asan(res, log):
         out, odd_exit = pytest(res, log, "build/asan/python",
                                os.path.join(RESULTS, "python-asan.xml"),
                                env=env, limit=LIMIT_SAN_SUITE, capture="sys")
+        check_sanitizer_reports(res, reports, out, odd_exit)
+
+
+def suite_interop_asan(res, log):
+    """The interop matrix against the ASan build, less the pyOpenSSL peer: it runs in
+    our process, and cffi and cryptography's Rust module keep allocations for the
+    life of the process that LSan reports at exit. They are neither the interpreter
+    nor tlsrekey, so they are not suppressed; that peer's cases run unsanitized in
+    the interop suite. The other peers are child processes, started without the
+    sanitizer runtime by the harness."""
+    if make("build-asan-python", res, log):
+        reports = os.path.join(RESULTS, "asan-interop")
+        env = python_asan_env(reports)
+        out, odd_exit = pytest(res, log, "build/asan/python",
+                               os.path.join(RESULTS, "interop-asan.xml"), env=env,
+                               limit=LIMIT_SAN_SUITE, capture="sys",
+                               where="tests/interop", extra=["-k", "not pyOpenSSL"])
         check_sanitizer_reports(res, reports, out, odd_exit)
 
 
@@ -490,9 +516,12 @@ SUITES = [
     ("c", "C core tests", suite_c),
     ("python", "Python (pytest)", suite_python),
     ("lua", "Lua (busted)", suite_lua),
+    ("interop", "Interop matrix (pytest tests/interop)", suite_interop),
     ("c-asan", "C core tests, ASan+UBSan", suite_c_asan),
     ("python-asan", "Python, ASan+UBSan", suite_python_asan),
     ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
+    ("interop-asan", "Interop matrix, ASan+UBSan (less the in-process pyOpenSSL)",
+     suite_interop_asan),
     ("packaging-python", "Python packaging: pip install ., sdist, wheel", suite_packaging_python),
     ("packaging-lua", "Lua packaging: luarocks make", suite_packaging_lua),
 ]
