@@ -7,6 +7,7 @@ update, r/R renegotiate) and observed through `-msg`, which prints every message
 send (">>>") and receive ("<<<"), so the KeyUpdates and handshakes are counted from
 the peer's side too. Every process is killed by its pid when the test ends.
 """
+import os
 import re
 import shutil
 import socket
@@ -35,8 +36,13 @@ class Peer:
         self.args = [OPENSSL] + args
         self.lines = []
         self._cond = threading.Condition()
+        # openssl is not ours to sanitize: no preloaded ASan runtime, no leak check.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS",
+                            "UBSAN_OPTIONS")}
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
