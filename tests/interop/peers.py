@@ -82,11 +82,13 @@ class Spec:
     renegotiation. no_renegotiation: the peer refuses renegotiation (OpenSSL's
     SSL_OP_NO_RENEGOTIATION or the peer's equivalent). require_client_cert: a server
     peer requires and verifies a client certificate; client_cert: a client peer has
-    one to present. noticket: no session tickets (TLS 1.2)."""
+    one to present. noticket: no session tickets (TLS 1.2). no_resumption_on_reneg:
+    a server peer makes every renegotiation a full handshake (so that it can ask
+    for a client certificate in it)."""
 
     def __init__(self, certs, version="1.3", cert="ecdsa", allow_client_reneg=False,
                  no_renegotiation=False, require_client_cert=False, client_cert=False,
-                 noticket=False):
+                 noticket=False, no_resumption_on_reneg=False):
         self.certs = certs
         self.version = version
         self.cert = cert
@@ -95,6 +97,7 @@ class Spec:
         self.require_client_cert = require_client_cert
         self.client_cert = client_cert
         self.noticket = noticket
+        self.no_resumption_on_reneg = no_resumption_on_reneg
 
     @property
     def server_cert(self):
@@ -262,6 +265,8 @@ class OpensslServer(ProcessPeer):
             argv.append("-client_renegotiation")
         if spec.noticket:
             argv.append("-no_ticket")
+        if spec.no_resumption_on_reneg:
+            argv.append("-no_resumption_on_reneg")
         if spec.require_client_cert:
             argv += ["-Verify", "1", "-verify_return_error"]
         self.start(argv)
