@@ -322,6 +322,15 @@ Context__set_keylog(ContextObject *self, PyObject *arg)
 }
 
 static PyObject *
+Context__set_keylog_from_env(ContextObject *self, PyObject *unused)
+{
+    trk_error err;
+
+    SHIM_UNUSED(unused);
+    return done(trk_ctx_set_keylog_from_env(self->ctx, &err), &err, "keylog");
+}
+
+static PyObject *
 Context__set_renegotiation(ContextObject *self, PyObject *args)
 {
     int allow_client, none;
@@ -559,6 +568,8 @@ static PyMethodDef Context_methods[] = {
      "Server: TLS 1.3 session tickets sent after each handshake."},
     {"_set_keylog", (PyCFunction)Context__set_keylog, METH_O,
      "Append NSS key log lines to this path (None stops)."},
+    {"_set_keylog_from_env", (PyCFunction)Context__set_keylog_from_env, METH_NOARGS,
+     "Append NSS key log lines to the file named by SSLKEYLOGFILE, if set."},
     {"_set_renegotiation", (PyCFunction)Context__set_renegotiation, METH_VARARGS,
      "_set_renegotiation(allow_client, no_renegotiation): renegotiation policy."},
     {"_set_ignore_unexpected_eof", (PyCFunction)Context__set_ignore_unexpected_eof,

@@ -104,7 +104,9 @@ class Context(_tlsrekey.Context):
             self._set_groups(groups)
         if alpn is not None:
             self._set_alpn(alpn)
-        if keylog is not None:
+        if keylog is True:
+            self._set_keylog_from_env()
+        elif keylog is not None and keylog is not False:
             self._set_keylog(keylog)
         self._set_ignore_unexpected_eof(ignore_unexpected_eof)
         self._set_release_buffers(release_buffers)
@@ -128,7 +130,8 @@ class Context(_tlsrekey.Context):
         cert/key: a client certificate (path or PEM bytes; key=None: in cert).
         ciphers: the TLS 1.2 cipher list; ciphersuites: the TLS 1.3 suites;
         groups: key exchange groups ("X25519:P-256"); alpn: protocol names offered
-        in order. keylog: append NSS key log lines (SSLKEYLOGFILE) to this path.
+        in order. keylog: append NSS key log lines (for Wireshark) to this path,
+        or with True to the file the SSLKEYLOGFILE environment variable names.
         ignore_unexpected_eof: treat EOF without close_notify as a clean close.
         release_buffers: idle connections free their record buffers.
         no_renegotiation: refuse renegotiation both ways (a server's HelloRequest

@@ -258,6 +258,29 @@ def test_keylog_file_gets_the_secrets(tmp_path):
     assert "CLIENT_TRAFFIC_SECRET_0" in text
 
 
+@pytest.mark.parametrize("env", ["set", "unset"])
+def test_keylog_true_follows_sslkeylogfile(tmp_path, monkeypatch, env):
+    path = tmp_path / "env-keys.log"
+    if env == "set":
+        monkeypatch.setenv("SSLKEYLOGFILE", str(path))
+    else:
+        monkeypatch.delenv("SSLKEYLOGFILE", raising=False)
+    c, s = tlsrekey.pair(keylog=True)
+    c.write(b"x")
+    assert s.read() == b"x"
+    if env == "set":
+        assert "CLIENT_TRAFFIC_SECRET_0" in path.read_text()
+    else:
+        assert not path.exists()
+
+
+def test_keylog_false_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "never.log"))
+    tlsrekey.pair(keylog=False)
+    tlsrekey.pair()
+    assert not (tmp_path / "never.log").exists()
+
+
 def test_num_tickets_and_session_cache_options():
     c, s = tlsrekey.pair(num_tickets=0, session_cache=False)
     c.write(b"x")
