@@ -5,6 +5,7 @@
  * (python/tlsrekey/__init__.py); they call the one-setting-each methods below,
  * whose names are the option names, so a ValueError names the option at fault.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "shim.h"
@@ -294,16 +295,18 @@ FLAG_SETTER(_set_release_buffers, trk_ctx_set_release_buffers)
 static PyObject *
 Context__set_num_tickets(ContextObject *self, PyObject *arg)
 {
-    int n;
+    long n;
     trk_error err;
 
     if (PyBool_Check(arg) || !PyLong_Check(arg))
         return PyErr_Format(PyExc_TypeError, "num_tickets must be an int, not %.100s",
                             Py_TYPE(arg)->tp_name);
-    n = _PyLong_AsInt(arg);
+    n = PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    return done(trk_ctx_set_num_tickets(self->ctx, n, &err), &err, "num_tickets");
+    if (n < INT_MIN || n > INT_MAX)
+        return PyErr_Format(PyExc_ValueError, "num_tickets: %ld is out of range", n);
+    return done(trk_ctx_set_num_tickets(self->ctx, (int)n, &err), &err, "num_tickets");
 }
 
 static PyObject *

@@ -285,8 +285,11 @@ def test_num_tickets_and_session_cache_options():
     c, s = tlsrekey.pair(num_tickets=0, session_cache=False)
     c.write(b"x")
     assert s.read() == b"x"
-    with pytest.raises((ValueError, TypeError)):
-        tlsrekey.Context.server(*tlsrekey.make_test_cert(), num_tickets=-1)
+    for bad in (-1, 2**40):
+        with pytest.raises(ValueError, match="num_tickets"):
+            tlsrekey.Context.server(*tlsrekey.make_test_cert(), num_tickets=bad)
+    with pytest.raises(TypeError, match="num_tickets"):
+        tlsrekey.Context.server(*tlsrekey.make_test_cert(), num_tickets=True)
 
 
 def test_release_buffers_option():
