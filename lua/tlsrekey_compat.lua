@@ -373,7 +373,9 @@ end
 -- ...) is also a method of this object: it calls the connection, which is made if it
 -- does not exist yet, and raises tlsrekey errors as the connection does.
 local connection_methods
+local delegates = {}
 local function connection_method(name)
+  if delegates[name] then return delegates[name] end
   if not connection_methods then
     local probe = tlsrekey.context { mode = "client", verify = false }:memory()
     connection_methods = getmetatable(probe).__index
@@ -381,19 +383,17 @@ local function connection_method(name)
   end
   local fn = connection_methods[name]
   if type(fn) ~= "function" then return nil end
-  return function(self, ...)
+  delegates[name] = function(self, ...)
     local conn, err = conn_of(self)
     if not conn then error(err, 2) end
     return fn(conn, ...)
   end
+  return delegates[name]
 end
 
 function WrappedMT.__index(_, name)
   local fn = Wrapped[name]
-  if fn == nil and type(name) == "string" then
-    fn = connection_method(name)
-    Wrapped[name] = fn      -- once looked up, a method like the others
-  end
+  if fn == nil and type(name) == "string" then fn = connection_method(name) end
   return fn
 end
 WrappedMT.__close = Wrapped.close
