@@ -29,6 +29,7 @@ import selectors
 import socket
 import sys
 import time
+from typing import Any, Callable, Deque, List, Optional, TextIO, Tuple, Union
 
 import tlsrekey
 
@@ -57,17 +58,17 @@ class Output:
     """stdout, keeping track of whether the cursor is at the start of a line, so that
     an event line never glues itself to the end of received data."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
         self.stream = stream or sys.stdout
         self.at_line_start = True
 
-    def data(self, text):
+    def data(self, text: str) -> None:
         if text:
             self.stream.write(text)
             self.stream.flush()
             self.at_line_start = text.endswith("\n")
 
-    def line(self, text):
+    def line(self, text: str) -> None:
         if not self.at_line_start:
             self.stream.write("\n")
         self.stream.write(text + "\n")
@@ -75,9 +76,9 @@ class Output:
         self.at_line_start = True
 
 
-def describe_event(ev, stats):
+def describe_event(ev: dict[str, Any], stats: dict[str, int]) -> str:
     """One line for an event dict, with the counters it moved."""
-    name = ev["name"]
+    name = str(ev["name"])
     if name.startswith("key_update_"):
         direction = name[len("key_update_"):]
         kind = "update_requested" if ev.get("request_update") else "update_not_requested"
@@ -91,7 +92,7 @@ def describe_event(ev, stats):
             name[len("hello_request_"):], stats["hello_requests_sent"],
             stats["hello_requests_received"])
     if name.startswith("alert_"):
-        level = {1: "warning", 2: "fatal"}.get(ev.get("alert_level"), "?")
+        level = {1: "warning", 2: "fatal"}.get(int(ev.get("alert_level", 0)), "?")
         return "alert %s: %s %s (%s)   [alerts sent %d, received %d]" % (
             name[len("alert_"):], level, ev.get("alert_text", ""),
             ev.get("alert_description"), stats["alerts_sent"], stats["alerts_received"])
@@ -105,12 +106,12 @@ def describe_event(ev, stats):
     return name
 
 
-def describe_error(exc):
+def describe_error(exc: BaseException) -> str:
     """An exception as one readable line."""
     return "error: %s: %s" % (type(exc).__name__, exc)
 
 
-def info_lines(conn):
+def info_lines(conn: tlsrekey.Connection) -> List[str]:
     lines = [
         "role %s, state %s" % (conn.role, conn.state),
         "version %s, cipher %s, ALPN %s" % (conn.version, conn.cipher, conn.alpn),
@@ -128,7 +129,7 @@ def info_lines(conn):
     return lines
 
 
-def stats_lines(conn):
+def stats_lines(conn: tlsrekey.Connection) -> List[str]:
     stats = conn.stats
     width = max(len(k) for k in stats)
     return ["%-*s %d" % (width, k, v) for k, v in stats.items()]
@@ -139,12 +140,13 @@ class Session:
     updates, renegotiations) queue up and are carried out in order, each retried
     after WantWriteError/WantReadError with the same arguments, as OpenSSL asks."""
 
-    def __init__(self, conn, out, *, lazy_reply=False, echo=False):
+    def __init__(self, conn: tlsrekey.Connection, out: Output, *, lazy_reply: bool = False,
+                 echo: bool = False) -> None:
         self.conn = conn
         self.out = out
         self.lazy_reply = lazy_reply
         self.echo = echo
-        self.actions = collections.deque()
+        self.actions: Deque[Tuple[str, Any]] = collections.deque()
         self.established = False
         self.finished = False      # the connection is over (closed or failed)
         self.failed = False
@@ -155,7 +157,7 @@ class Session:
 
     # -- events ---------------------------------------------------------------
 
-    def on_event(self, ev):
+    def on_event(self, ev: dict[str, Any]) -> None:
         # Runs inside the core call that saw the message; it may read, not drive.
         self.out.line("* " + describe_event(ev, ev["connection"].stats))
         if ev["name"] == "key_update_received" and ev.get("request_update"):
@@ -167,7 +169,7 @@ class Session:
 
     # -- what the user typed ----------------------------------------------------
 
-    def command(self, line):
+    def command(self, line: str) -> Optional[str]:
         """A line from stdin. Returns "quit" or "next" for Q / q, else None."""
         text = line.rstrip("\r\n")
         if text in ("k", "K"):
@@ -195,7 +197,7 @@ class Session:
 
     # -- driving the connection ----------------------------------------------------
 
-    def step(self):
+    def step(self) -> None:
         """Moves everything forward as far as it goes without waiting."""
         self.want_write = False
         if not self.established:
@@ -212,7 +214,7 @@ class Session:
         if self.closing and not self.finished:
             self.guard(self.finish_close)
 
-    def guard(self, fn):
+    def guard(self, fn: Callable[[], None]) -> bool:
         """Runs fn; a failure prints one line. Returns False when the connection is
         over."""
         if self.finished:
@@ -233,14 +235,14 @@ class Session:
                 self.failed = self.conn.state == "failed" or not self.established
         return not self.finished
 
-    def handshake(self):
+    def handshake(self) -> None:
         self.conn.do_handshake()
         self.established = True
         conn = self.conn
         self.out.line("* connected: %s, %s%s" % (
             conn.version, conn.cipher, ", ALPN %s" % conn.alpn if conn.alpn else ""))
 
-    def read_all(self):
+    def read_all(self) -> None:
         while True:
             data = self.conn.read()
             if not data:
@@ -251,7 +253,7 @@ class Session:
             if self.echo:
                 self.actions.append(("write", data))
 
-    def run_actions(self):
+    def run_actions(self) -> None:
         while self.actions:
             kind, arg = self.actions[0]
             try:
@@ -263,7 +265,7 @@ class Session:
                 continue
             self.actions.popleft()
 
-    def run_one(self, kind, arg):
+    def run_one(self, kind: str, arg: Any) -> None:
         conn = self.conn
         if kind == "write":
             conn.write(arg)
@@ -291,7 +293,7 @@ class Session:
             self.out.line("* renegotiation scheduled, asking for a client certificate")
             self.nudge_handshake()
 
-    def nudge_handshake(self):
+    def nudge_handshake(self) -> None:
         # A server's do_handshake sends the HelloRequest and returns; a client's sends
         # its ClientHello and then needs the peer (WantReadError): the reads of the
         # loop carry the handshake on from there.
@@ -300,13 +302,13 @@ class Session:
         except tlsrekey.WantReadError:
             pass
 
-    def start_close(self):
+    def start_close(self) -> None:
         if self.closing or self.finished:
             return
         self.closing = True
         self.actions.clear()
 
-    def finish_close(self):
+    def finish_close(self) -> None:
         if self.conn.shutdown():
             self.out.line("* closed (close_notify sent and received)")
             self.finished = True
@@ -315,7 +317,7 @@ class Session:
 class Loop:
     """The selectors loop: standard input and one connection's socket."""
 
-    def __init__(self, out):
+    def __init__(self, out: Output) -> None:
         self.out = out
         self.sel = selectors.DefaultSelector()
         self.stdin_open = True
@@ -325,7 +327,7 @@ class Loop:
         except (ValueError, OSError):   # no usable stdin (closed, or a regular file)
             self.stdin_open = False
 
-    def read_stdin_lines(self):
+    def read_stdin_lines(self) -> Optional[List[str]]:
         """Lines available on stdin (None once stdin has ended)."""
         data = os.read(sys.stdin.fileno(), 4096)
         if not data:
@@ -337,7 +339,9 @@ class Loop:
         return [line.decode("utf-8", "replace") + "\n" for line in lines]
 
 
-def run_session(loop, session, sock, *, stdin_eof_closes, close_deadline=CLOSE_WAIT):
+def run_session(loop: Loop, session: Session, sock: socket.socket, *,
+                stdin_eof_closes: bool,
+                close_deadline: float = CLOSE_WAIT) -> Tuple[int, Optional[str]]:
     """Drives one session until it ends. Returns (status, how) with how "quit",
     "next" or None (the connection ended by itself)."""
     how = None
@@ -382,7 +386,7 @@ def run_session(loop, session, sock, *, stdin_eof_closes, close_deadline=CLOSE_W
 
 # --- connect ------------------------------------------------------------------
 
-def split_host_port(text):
+def split_host_port(text: str) -> Tuple[str, int]:
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
     else:
@@ -392,7 +396,7 @@ def split_host_port(text):
     return host, int(port)
 
 
-def version_limits(args):
+def version_limits(args: argparse.Namespace) -> Tuple[str, Optional[str]]:
     if args.tls1_2:
         return "TLSv1.2", "TLSv1.2"
     if args.tls1_3:
@@ -400,13 +404,13 @@ def version_limits(args):
     return "TLSv1.2", None
 
 
-def alpn_list(values):
+def alpn_list(values: Optional[List[str]]) -> Optional[List[str]]:
     if not values:
         return None
     return [p for v in values for p in v.split(",") if p]
 
 
-def cmd_connect(args, out):
+def cmd_connect(args: argparse.Namespace, out: Output) -> int:
     try:
         host, port = split_host_port(args.target)
     except ValueError as exc:
@@ -443,7 +447,7 @@ def cmd_connect(args, out):
 
 # --- serve --------------------------------------------------------------------
 
-def cmd_serve(args, out):
+def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     if args.key is not None and args.cert is None:
         out.line("error: --key needs --cert")
         return USAGE
@@ -488,7 +492,7 @@ def cmd_serve(args, out):
                 return status
 
 
-def accept(loop, listener):
+def accept(loop: Loop, listener: socket.socket) -> Optional[socket.socket]:
     """Waits for a client, handling stdin meanwhile (Q quits). None to quit."""
     listener.setblocking(False)
     loop.sel.register(listener, selectors.EVENT_READ, "listener")
@@ -516,7 +520,7 @@ def accept(loop, listener):
 
 # --- the command line ---------------------------------------------------------
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tlsrekey",
         description="An interactive TLS console with key update (TLS 1.3) and "
@@ -525,7 +529,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="{connect,serve}")
     sub.required = True
 
-    def common(sp):
+    def common(sp: argparse.ArgumentParser) -> None:
         g = sp.add_mutually_exclusive_group()
         g.add_argument("--tls1_2", action="store_true", help="TLS 1.2 only")
         g.add_argument("--tls1_3", action="store_true", help="TLS 1.3 only")
@@ -569,7 +573,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     out = Output()
     try:

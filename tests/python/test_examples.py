@@ -1,6 +1,6 @@
 """examples/: every Python example runs to completion by itself, in bounded time, and
 type-checks with mypy --strict against the package's stubs (which checks the stubs
-and tlsrekey.asyncio as much as the examples). The Lua examples are run by
+as much as the examples), as do tlsrekey.asyncio and tlsrekey.console. The Lua examples are run by
 tests/lua/examples_spec.lua; every file in examples/ is one or the other."""
 import os
 import pathlib
@@ -60,6 +60,8 @@ def test_examples_pass_mypy_strict(tmp_path):
     e["MYPYPATH"] = str(PACKAGE_PARENT)
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
-         "--no-error-summary", *map(str, PY_EXAMPLES)],
+         "--no-error-summary", *map(str, PY_EXAMPLES),
+         # and the package's own pure-Python modules, the examples' neighbours
+         "-p", "tlsrekey.asyncio", "-p", "tlsrekey.console"],
         cwd=tmp_path, env=e, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
