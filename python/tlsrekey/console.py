@@ -29,7 +29,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import Any, Callable, Deque, List, Optional, TextIO, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, TextIO, Tuple
 
 import tlsrekey
 
