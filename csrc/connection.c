@@ -463,6 +463,12 @@ static int pump_peer(trk_conn *c)
         trk__ssl_status(p, r, errno, "read", NULL);
         break;
     }
+    /* The peer's event callback failed inside our call: it is our call that reports
+     * it (the shim re-raises from here), not the peer's next, unrelated one. */
+    if (p->callback_failed) {
+        p->callback_failed = 0;
+        c->callback_failed = 1;
+    }
     return BIO_ctrl_pending(mine) != mine_before || BIO_ctrl_pending(theirs) != theirs_before;
 }
 
@@ -504,8 +510,20 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             return trk__fail(err, TRK_CALLBACK, "callback failed",
                              "%s: an event callback failed", op);
         }
+        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE)
+            /* every status but OK fills err: no stale sentence reaches a shim */
+            return trk__fail(err, st, "", "%s: %s", op, trk_status_message(st));
         return st;
     }
+}
+
+int trk__stash_put(trk_conn *c, const void *data, size_t len)
+{
+    if (!stash_reserve(c, len))
+        return 0;
+    memcpy(c->stash + c->stash_len, data, len);
+    c->stash_len += len;
+    return 1;
 }
 
 /* The other end of a pair goes away: this end keeps what was already sent to it

@@ -151,6 +151,10 @@ typedef int (*trk_ssl_step)(trk_conn *conn, void *arg, size_t *n);
 trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                       const char *op, trk_error *err);
 
+/* Appends application data for this end's next reads (they return it first).
+ * 0 on allocation failure. */
+int trk__stash_put(trk_conn *conn, const void *data, size_t len);
+
 /* The negotiated protocol version (TLS1_3_VERSION, ...) or 0 before the handshake. */
 int trk__version(const trk_conn *conn);
 

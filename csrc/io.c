@@ -82,10 +82,16 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
         return st;
     struct io_buf b = {buf, cap};
     st = trk__drive(conn, step_read, &b, n, "read", err);
-    if (st == TRK_OK)
+    if (st == TRK_OK) {
         conn->stats.bytes_read += *n;
-    else
+    } else {
+        /* An event callback failed during a read that got data: the call reports the
+         * failure and the data waits for the next read, never lost. */
+        if (st == TRK_CALLBACK && *n > 0 && !trk__stash_put(conn, buf, *n))
+            st = trk__fail(err, TRK_NOMEM, "out of memory",
+                           "read: cannot keep the data read");
         *n = 0;
+    }
     return st;
 }
 
