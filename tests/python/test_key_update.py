@@ -344,3 +344,47 @@ def test_key_update_events_are_reported(make_link):
         ("server", "key_update_sent", False),
         ("client", "key_update_received", False),
     ]
+
+
+# -- any interleaving ----------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_step = st.tuples(st.sampled_from(["client", "server"]),
+                  st.sampled_from([None, 0, 1]),
+                  st.integers(min_value=0, max_value=40000))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=12))
+def test_data_survives_any_mix_of_writes_and_key_updates(steps):
+    client, server = tlsrekey.pair()
+    ends = {"client": (client, server), "server": (server, client)}
+    expected_sent = {"client": 0, "server": 0}
+    for who, update, size in steps:
+        sender, receiver = ends[who]
+        if update is not None and sender.get_key_update_type() is KeyUpdateType.NONE:
+            sender.key_update(update)
+            expected_sent[who] += 1
+        payload = bytes([size % 251]) * size
+        assert sender.write(payload) == size
+        got = b""
+        while len(got) < size:
+            got += receiver.read(65536)
+        assert got == payload
+    # Flush owed replies both ways, then every update sent was received.
+    for who in ("client", "server"):
+        sender, receiver = ends[who]
+        if sender.get_key_update_type() is not KeyUpdateType.NONE:
+            expected_sent[who] += 1
+        sender.write(b"")
+        try:
+            receiver.read()
+        except tlsrekey.WantReadError:
+            pass
+    assert client.stats["key_updates_sent"] == server.stats["key_updates_received"]
+    assert server.stats["key_updates_sent"] == client.stats["key_updates_received"]
+    assert client.stats["key_updates_sent"] >= expected_sent["client"]
+    assert server.stats["key_updates_sent"] >= expected_sent["server"]
+    assert client.get_key_update_type() is KeyUpdateType.NONE
+    assert server.get_key_update_type() is KeyUpdateType.NONE
