@@ -394,12 +394,6 @@ def test_interop_tlsrekey_server_renegotiates_with_stdlib_client(contexts, cert_
 
 # --- gaps in the layers underneath, found while building this one ----------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: trk__ssl_status (csrc/error.c) returns TRK_WANT_READ/TRK_WANT_WRITE "
-    "without filling the caller's trk_error, which tlsrekey.h promises for every "
-    "status but OK; the shims then build the exception from uninitialised stack "
-    "memory (garbage or a stale message; ASan: stack-buffer-overflow in "
-    "ltrk_push_error)"))
 def test_want_read_error_carries_no_stale_message():
     ctx = tlsrekey.Context.client(verify=False)
     conn = ctx.memory()
