@@ -1,0 +1,226 @@
+-- tlsrekey (Lua): the benchmark workloads over the in-memory pair and over sockets.
+-- Run with LUA_PATH/LUA_CPATH reaching bench/lua, lua/ and build/lua (bench/run.py).
+local B = require "benchlib"
+local tlsrekey = require "tlsrekey"
+local core = require "tlsrekey.core"
+
+local a = B.parse_args(arg)
+local n = a.count
+
+local function contexts()
+  local v = a.tls12 and "TLSv1.2" or "TLSv1.3"
+  local function opts(t)
+    t.min_version, t.max_version = v, v
+    t.ciphersuites, t.ciphers = B.SUITE13, B.CIPHER12
+    t.groups = a.tls12 and B.GROUPS12 or B.GROUPS13
+    return t
+  end
+  local cctx = tlsrekey.context(opts { mode = "client", cafile = a.cert })
+  local sctx = tlsrekey.context(opts { mode = "server", cert = a.cert, key = a.key,
+                                       allow_client_renegotiation = true })
+  return cctx, sctx
+end
+
+-- The core has no accessor for the group: it is pinned (groups) on both ends, so any
+-- other group would have failed the handshake.
+local function negotiated(conn)
+  return B.check(a, conn:version(), conn:cipher(), nil)
+end
+
+local function read_exact(conn, len)
+  local d = conn:read(len)
+  if #d == len then return d end
+  local parts = { d }
+  local got = #d
+  while got < len do
+    d = assert(conn:read(len - got))
+    parts[#parts + 1] = d
+    got = got + #d
+  end
+  return table.concat(parts)
+end
+
+local function run_pair()
+  local cctx, sctx = contexts()
+  local pair = core.pair
+  if a.workload == "W4" or a.workload == "MEM" then
+    local c, s = pair(cctx, sctx, B.HOST)
+    local neg = negotiated(c)
+    c:close(); s:close()
+    local keep = a.workload == "MEM" and {} or nil
+    local rss0 = B.rss()
+    local t0 = B.now()
+    for i = 1, n do
+      c, s = pair(cctx, sctx, B.HOST)
+      s:write("x")
+      c:read(1)
+      if keep then
+        keep[i] = { c, s }
+      else
+        c:close(); s:close()
+      end
+    end
+    local t1 = B.now()
+    if keep then
+      B.emit { ops = n, rss_delta = B.rss() - rss0, negotiated = neg }
+    else
+      B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+    end
+    return
+  end
+
+  local c, s = pair(cctx, sctx, B.HOST)
+  local neg = negotiated(c)
+  local cw, sw, cr, sr = c.write, s.write, c.read, s.read
+  local t0, t1
+  if a.workload == "W1" then
+    local buf, CH = string.rep("x", B.CHUNK), B.CHUNK
+    t0 = B.now()
+    for _ = 1, n do
+      cw(c, buf)
+      if #sr(s, CH) ~= CH then B.fail("short read") end
+    end
+    t1 = B.now()
+  elseif a.workload == "W2" then
+    local msg, M = string.rep("m", B.MSG), B.MSG
+    t0 = B.now()
+    for _ = 1, n do
+      cw(c, msg)
+      local d = sr(s, M)
+      if #d ~= M then d = d .. read_exact(s, M - #d) end
+      sw(s, d)
+      d = cr(c, M)
+      if #d ~= M then read_exact(c, M - #d) end
+    end
+    t1 = B.now()
+  elseif a.workload == "W3" then
+    local ku = c.key_update
+    t0 = B.now()
+    for _ = 1, n do
+      ku(c)
+      cw(c, "x")
+      sr(s, 1)
+    end
+    t1 = B.now()
+    if c:stats().key_updates_sent ~= n or s:stats().key_updates_received ~= n then
+      B.fail("key update count mismatch")
+    end
+  elseif a.workload == "W3b" then
+    local reneg = c.renegotiate
+    t0 = B.now()
+    for _ = 1, n do
+      reneg(c)
+      cw(c, "x")            -- the pair runs the handshake inside this write
+      sr(s, 1)
+    end
+    t1 = B.now()
+    if c:stats().renegotiations ~= n or c:session_reused() then
+      B.fail("expected full renegotiations")
+    end
+  end
+  B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+end
+
+-- W4 and MEM: one Unix-socket connection per handshake (see limit.c).
+local function run_socket_conns(cctx, sctx)
+  local mem = a.workload == "MEM"
+  local lsock = a.server and B.listen(a.path) or nil
+  local neg, keep, t0, rss0 = nil, {}, 0, 0
+  for i = 0, n do
+    if i == 1 then
+      rss0 = B.rss()
+      t0 = B.now()
+    end
+    local sock, conn
+    if a.server then
+      sock = assert(lsock:accept())
+      conn = sctx:wrap(sock)
+      conn:do_handshake()
+      conn:write("x")
+    else
+      sock = B.connect(a.path)
+      conn = cctx:wrap(sock, { server_hostname = B.HOST })
+      conn:do_handshake()
+      conn:read(1)
+      if i == 0 then neg = negotiated(conn) end
+    end
+    if mem and i > 0 then
+      keep[i] = { conn, sock }
+    else
+      conn:close()
+      sock:close()
+    end
+  end
+  local t1 = B.now()
+  if mem then
+    B.emit { ops = n, rss_delta = B.rss() - rss0, negotiated = neg }
+  elseif a.server then
+    B.emit { ops = n }
+  else
+    B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+  end
+end
+
+local function run_socket()
+  local cctx, sctx = contexts()
+  if a.workload == "W4" or a.workload == "MEM" then return run_socket_conns(cctx, sctx) end
+  if not a.fd then B.fail("--fd is required") end
+  local server = a.server
+  local conn = server and sctx:wrap(a.fd) or cctx:wrap(a.fd, { server_hostname = B.HOST })
+  conn:do_handshake()
+  local neg = not server and negotiated(conn) or nil
+  local w, r = conn.write, conn.read
+  if server then
+    read_exact(conn, 1); w(conn, "s")
+  else
+    w(conn, "s"); read_exact(conn, 1)
+  end
+  local t0 = B.now()
+  if a.workload == "W1" then
+    if server then
+      local left = n * B.CHUNK
+      while left > 0 do left = left - #r(conn, B.CHUNK) end
+    else
+      local buf = string.rep("x", B.CHUNK)
+      for _ = 1, n do w(conn, buf) end
+    end
+  elseif a.workload == "W2" then
+    local M = B.MSG
+    if server then
+      for _ = 1, n do
+        local d = r(conn, M)
+        if #d ~= M then d = d .. read_exact(conn, M - #d) end
+        w(conn, d)
+      end
+    else
+      local msg = string.rep("m", M)
+      for _ = 1, n do
+        w(conn, msg)
+        local d = r(conn, M)
+        if #d ~= M then read_exact(conn, M - #d) end
+      end
+    end
+  elseif a.workload == "W3" or a.workload == "W3b" then
+    if server then
+      for _ = 1, n do r(conn, 1) end
+    else
+      local rekey = a.workload == "W3" and conn.key_update or conn.renegotiate
+      for _ = 1, n do
+        rekey(conn)
+        w(conn, "x")
+      end
+      local st = conn:stats()
+      local got = a.workload == "W3" and st.key_updates_sent or st.renegotiations
+      if got ~= n then B.fail(("expected %d rekeys, saw %d"):format(n, got)) end
+    end
+  end
+  if server then
+    w(conn, "d")
+    B.emit { ops = n }
+  else
+    read_exact(conn, 1)
+    B.emit { ops = n, elapsed = B.now() - t0, negotiated = neg }
+  end
+end
+
+if a.transport == "pair" then run_pair() else run_socket() end
