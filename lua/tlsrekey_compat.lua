@@ -201,16 +201,14 @@ function Wrapped:dohandshake()
   if not conn then return nil, err end
   local deadline = deadline_of(self)
   while true do
-    -- A zero-length write runs the handshake as do_handshake() does, and reports
-    -- would-block as return values. (do_handshake raises it as an error object,
-    -- which the core currently builds from an unfilled trk_error: see the pending
-    -- case in tests/lua/luasocket_compat_spec.lua.)
-    local ok, n, want = pcall(conn.write, conn, "")
-    if not ok then return nil, io_error(self, n) end
-    if n then
+    local ok, e = pcall(conn.do_handshake, conn)
+    if ok then
       self.wants = "nothing"
       return true
     end
+    local want = tlsrekey.is_error(e) and (e.code == "want_read" or e.code == "want_write")
+                 and e.code
+    if not want then return nil, io_error(self, e) end
     if self.timeout == 0 then
       self.wants = want == "want_write" and "write" or "read"
       return nil, want == "want_write" and "wantwrite" or "wantread"

@@ -74,13 +74,16 @@ end
 describe("tlsrekey_compat over a TCP socket pair", function()
   after_each(H.cleanup)
 
-  -- Core bug, found here: trk__ssl_status (csrc/error.c) returns TRK_WANT_READ /
-  -- TRK_WANT_WRITE without filling the caller's trk_error, so the "want_read" error
-  -- object that do_handshake raises is built from uninitialised stack memory (a
-  -- stale message, or ASan's stack-buffer-overflow in ltrk_push_error). Check once
-  -- fixed: after a failed c:key_update(), c:do_handshake() on a fresh memory
-  -- connection raises want_read whose message does not mention key_update.
-  pending("want_read_error_from_do_handshake_carries_no_stale_message")
+  -- A core bug found here (fixed in 8b34344): a WANT status left the caller's
+  -- trk_error unfilled, so the want_read error object of do_handshake carried a
+  -- stale message (or made ASan report a stack-buffer-overflow in ltrk_push_error).
+  it("want_read_error_from_do_handshake_carries_no_stale_message", function()
+    local c = tlsrekey.context { mode = "client", verify = false }:memory()
+    H.raises("state", function() c:key_update() end)
+    local err = H.raises("want_read", function() c:do_handshake() end)
+    assert.is_nil(err.message:find("key_update", 1, true), err.message)
+    c:close()
+  end)
 
   it("nonblocking_dohandshake_says_wantread_like_luasec", function()
     local cctx, sctx, hostname = tlsrekey.pair_contexts()

@@ -392,7 +392,7 @@ def test_interop_tlsrekey_server_renegotiates_with_stdlib_client(contexts, cert_
     run(main())
 
 
-# --- gaps in the layers underneath, found while building this one ----------------
+# --- regressions in the layers underneath, found while building this one ---------
 
 def test_want_read_error_carries_no_stale_message():
     ctx = tlsrekey.Context.client(verify=False)
