@@ -301,8 +301,11 @@ def test_event_dict_contents():
     client.key_update(tlsrekey.KEY_UPDATE_REQUESTED, now=True)
     client.shutdown()
     ku, alert = events
-    assert ku == {"name": "key_update_sent", "role": "client", "connection": client,
-                  "request_update": True}
+    expected = {"name": "key_update_sent", "role": "client", "connection": client,
+                "request_update": True}
+    assert {k: ku[k] for k in expected} == expected
+    assert ku.get("automatic", False) is False      # we asked for this one ourselves
+    assert set(ku) <= set(expected) | {"automatic"}
     assert alert["name"] == "alert_sent"
     assert alert["alert_level"] == 1 and alert["alert_description"] == 0
     assert alert["alert_text"] == "close notify"
