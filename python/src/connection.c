@@ -192,6 +192,8 @@ event_dict(ConnectionObject *self, const trk_event *ev)
         if (PyDict_SetItemString(d, "request_update",
                                  ev->request_update ? Py_True : Py_False) < 0)
             goto fail;
+        if (PyDict_SetItemString(d, "automatic", ev->automatic ? Py_True : Py_False) < 0)
+            goto fail;
     } else if (ev->type == TRK_EV_ALERT_SENT || ev->type == TRK_EV_ALERT_RECEIVED) {
         PyObject *alert = Py_BuildValue("{s:i,s:i,s:s}", "alert_level", ev->alert_level,
                                         "alert_description", ev->alert_description,
@@ -358,7 +360,7 @@ Connection_do_handshake(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_do_handshake(self->conn, &err);
@@ -501,7 +503,7 @@ Connection_shutdown(ConnectionObject *self, PyObject *unused)
     trk_status st;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_shutdown(self->conn, &complete, &err);
@@ -517,7 +519,7 @@ Connection_close(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
         return NULL;
     trk_conn_set_event_callback(self->conn, NULL, NULL);
     trk_conn_close(self->conn);           /* idempotent */
@@ -581,7 +583,7 @@ Connection_feed_eof(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
         return NULL;
     st = trk_conn_feed_eof(self->conn, &err);
     if (conn_finish(self, entered, st, &err, NULL) < 0)
@@ -599,7 +601,7 @@ Connection_drain(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
         return NULL;
     avail = trk_conn_outgoing(self->conn);
     buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)avail);
@@ -743,6 +745,39 @@ Connection_set_verify_client(ConnectionObject *self, PyObject *args, PyObject *k
 /* ------------------------------------------------------------------------- */
 /* Introspection and settings                                                 */
 /* ------------------------------------------------------------------------- */
+
+static PyObject *
+Connection_set_rekey_policy(ConnectionObject *self, PyObject *args, PyObject *kwds)
+{
+    trk_rekey_policy policy;
+    trk_error err;
+    trk_status st;
+    int entered;
+
+    if (shim_parse_policy(args, kwds, "set_rekey_policy", &policy) < 0)
+        return NULL;
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_set_rekey_policy(self->conn, &policy, &err);
+    if (conn_finish(self, entered, st, &err, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Connection_get_rekey_policy(ConnectionObject *self, PyObject *unused)
+{
+    trk_rekey_policy policy;
+    int entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    trk_conn_get_rekey_policy(self->conn, &policy);
+    if (conn_finish(self, entered, TRK_OK, NULL, NULL) < 0)
+        return NULL;
+    return shim_policy_dict(&policy);
+}
 
 static PyObject *
 Connection_export_keying_material(ConnectionObject *self, PyObject *args,
@@ -1190,6 +1225,21 @@ static PyMethodDef Connection_methods[] = {
      "Server: ask for a client certificate in this connection's next handshake (a\n"
      "renegotiation), insisting on one when required; verify it against the\n"
      "context's CAs when verify. Other connections of the context are untouched."},
+    {"set_rekey_policy", SHIM_METH(Connection_set_rekey_policy),
+     METH_VARARGS | METH_KEYWORDS,
+     "set_rekey_policy(*, bytes=None, records=None, seconds=None, request_peer=False,\n"
+     "                 use_renegotiation=False, aead_limit=True) -> None\n\n"
+     "Rekey automatically: before the write that would send more than `bytes`\n"
+     "application bytes or `records` records under one sending key, or at the first\n"
+     "write `seconds` after the key last changed, the core sends a KeyUpdate\n"
+     "(request_peer: asking the peer to update too); a write is split so no record\n"
+     "crosses a threshold. None disables a threshold. aead_limit keeps the RFC 8446\n"
+     "5.5 limits on AES-GCM/CCM. On TLS 1.2 thresholds raise StateError unless\n"
+     "use_renegotiation=True (the core then renegotiates). Replaces the policy\n"
+     "inherited from the context."},
+    {"get_rekey_policy", (PyCFunction)Connection_get_rekey_policy, METH_NOARGS,
+     "get_rekey_policy() -> dict\n\n"
+     "The connection's rekey policy, keyed like set_rekey_policy()'s arguments."},
     {"export_keying_material", SHIM_METH(Connection_export_keying_material),
      METH_VARARGS | METH_KEYWORDS,
      "export_keying_material(label, length, context=None) -> bytes\n\n"
@@ -1209,7 +1259,8 @@ static PyMethodDef Connection_methods[] = {
      "Call fn(event) for each KeyUpdate, HelloRequest, handshake and alert, sent or\n"
      "received, from inside the call that saw it, after the counters moved. event\n"
      "is a dict: name (\"key_update_received\", ...), role, connection, and\n"
-     "request_update (key updates) or alert_level, alert_description, alert_text\n"
+     "request_update and automatic (key updates; automatic: sent by the rekey\n"
+     "policy) or alert_level, alert_description, alert_text\n"
      "(alerts). An exception fn raises is re-raised by that call. fn may read the\n"
      "connection but not drive it (StateError). None removes the callback."},
     {NULL, NULL, 0, NULL}

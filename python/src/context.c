@@ -293,6 +293,17 @@ FLAG_SETTER(_set_ignore_unexpected_eof, trk_ctx_set_ignore_unexpected_eof)
 FLAG_SETTER(_set_release_buffers, trk_ctx_set_release_buffers)
 
 static PyObject *
+Context__set_rekey_policy(ContextObject *self, PyObject *args, PyObject *kwds)
+{
+    trk_rekey_policy policy;
+    trk_error err;
+
+    if (shim_parse_policy(args, kwds, "rekey", &policy) < 0)
+        return NULL;
+    return done(trk_ctx_set_rekey_policy(self->ctx, &policy, &err), &err, "rekey");
+}
+
+static PyObject *
 Context__set_num_tickets(ContextObject *self, PyObject *arg)
 {
     long n;
@@ -579,6 +590,9 @@ static PyMethodDef Context_methods[] = {
      METH_O, "Treat EOF without close_notify as a clean close."},
     {"_set_release_buffers", (PyCFunction)Context__set_release_buffers, METH_O,
      "Free record buffers of idle connections."},
+    {"_set_rekey_policy", SHIM_METH(Context__set_rekey_policy),
+     METH_VARARGS | METH_KEYWORDS,
+     "_set_rekey_policy(**policy): the default rekey policy of new connections."},
     {"_set_alpn", (PyCFunction)Context__set_alpn, METH_O,
      "Set the ALPN protocol names, in order of preference."},
     {NULL, NULL, 0, NULL}

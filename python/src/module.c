@@ -115,6 +115,8 @@ static PyMethodDef module_methods[] = {
      "valid from yesterday for 30 days. The name is also in the subjectAltName\n"
      "(\"localhost\" also gets 127.0.0.1 and ::1). For tests and the REPL:\n"
      "Context.server(cert=cert_pem, key=key_pem), Context.client(cafile=cert_pem)."},
+    {"_testing_set_aead_scale", (PyCFunction)shim_testing_set_aead_scale, METH_O,
+     "_testing_set_aead_scale(divisor): divide the AEAD record limits (tests only)."},
     {"_status_names", (PyCFunction)module_status_names, METH_NOARGS,
      "The core's status names, indexed by status value."},
     {NULL, NULL, 0, NULL}

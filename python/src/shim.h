@@ -101,4 +101,10 @@ void shim_lock_decref(shim_lock *lock);
  * >= 0 -> seconds) into a double. */
 int shim_timeout_converter(PyObject *obj, void *out);
 
+/* policy.c: rekey policy keywords <-> trk_rekey_policy. */
+int shim_parse_policy(PyObject *args, PyObject *kwds, const char *fname,
+                      trk_rekey_policy *policy);
+PyObject *shim_policy_dict(const trk_rekey_policy *policy);
+PyObject *shim_testing_set_aead_scale(PyObject *module, PyObject *arg);
+
 #endif /* TLSREKEY_SHIM_H */

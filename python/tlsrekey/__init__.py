@@ -27,6 +27,8 @@ doubles as the reference for key_update, get_key_update_type, renegotiate,
 renegotiate_abbreviated and renegotiate_pending.
 """
 
+from collections.abc import Mapping
+
 from . import _tlsrekey
 from ._tlsrekey import (
     KEY_UPDATE_NONE,
@@ -86,7 +88,7 @@ class Context(_tlsrekey.Context):
 
     def _apply_common(self, min_version, max_version, cert, key, ciphers,
                       ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
-                      release_buffers, no_renegotiation,
+                      release_buffers, no_renegotiation, rekey,
                       allow_client_renegotiation=False):
         self._set_min_version(min_version)
         self._set_max_version(max_version)
@@ -111,13 +113,18 @@ class Context(_tlsrekey.Context):
         self._set_ignore_unexpected_eof(ignore_unexpected_eof)
         self._set_release_buffers(release_buffers)
         self._set_renegotiation(allow_client_renegotiation, no_renegotiation)
+        if rekey is not None:
+            if not isinstance(rekey, Mapping):
+                raise TypeError("rekey: expected a dict of set_rekey_policy() "
+                                f"arguments, not {type(rekey).__name__}")
+            self._set_rekey_policy(**rekey)
 
     @classmethod
     def client(cls, cafile=None, capath=None, *, verify=True, check_hostname=True,
                min_version="TLSv1.2", max_version=None, cert=None, key=None,
                ciphers=None, ciphersuites=None, groups=None, alpn=None, keylog=None,
                ignore_unexpected_eof=False, release_buffers=False,
-               no_renegotiation=False):
+               no_renegotiation=False, rekey=None):
         """A client context; the defaults are safe.
 
         cafile: trusted certificates, a path (str or path-like) or PEM bytes;
@@ -136,11 +143,13 @@ class Context(_tlsrekey.Context):
         release_buffers: idle connections free their record buffers.
         no_renegotiation: refuse renegotiation both ways (a server's HelloRequest
         is answered with a no_renegotiation alert).
+        rekey: the default rekey policy of the connections, a dict of
+        Connection.set_rekey_policy() arguments, e.g. {"bytes": 1 << 30}.
         """
         ctx = cls("client")
         ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
                           groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
-                          no_renegotiation)
+                          no_renegotiation, rekey)
         if cafile is not None or capath is not None:
             ctx._load_verify(cafile, capath)
         elif verify:
@@ -155,7 +164,7 @@ class Context(_tlsrekey.Context):
                min_version="TLSv1.2", max_version=None, ciphers=None,
                ciphersuites=None, groups=None, alpn=None, keylog=None,
                ignore_unexpected_eof=False, release_buffers=False, num_tickets=None,
-               session_cache=True):
+               session_cache=True, rekey=None):
         """A server context.
 
         cert: the certificate (chain), key: its private key; each a path (str or
@@ -176,7 +185,7 @@ class Context(_tlsrekey.Context):
         ctx = cls("server")
         ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
                           groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
-                          no_renegotiation, allow_client_renegotiation)
+                          no_renegotiation, rekey, allow_client_renegotiation)
         if verify_client is False or verify_client is None:
             mode = _VERIFY_NONE
         elif verify_client is True:
@@ -199,6 +208,7 @@ class Context(_tlsrekey.Context):
 _PAIR_BOTH = frozenset({
     "min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
     "keylog", "ignore_unexpected_eof", "release_buffers", "no_renegotiation",
+    "rekey",
 })
 _PAIR_SERVER = frozenset({
     "allow_client_renegotiation", "verify_client", "num_tickets", "session_cache",
@@ -220,7 +230,7 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     and checks server_hostname ("localhost"). client_cert/client_key: a client
     certificate, which the server then trusts. Options for both ends:
     min_version, max_version, ciphers, ciphersuites, groups, alpn, keylog,
-    ignore_unexpected_eof, release_buffers, no_renegotiation; for the server:
+    ignore_unexpected_eof, release_buffers, no_renegotiation, rekey; for the server:
     allow_client_renegotiation, verify_client, num_tickets, session_cache; for
     the client: verify, check_hostname, capath.
     """

@@ -1,7 +1,7 @@
 # Type stubs for the tlsrekey package (python/tlsrekey/__init__.py); the C half is
 # described in _tlsrekey.pyi. Kept in step with the code by tests/python/test_package.py.
 import os
-from typing import Literal, Sequence, Tuple, Union
+from typing import Literal, Mapping, Sequence, Tuple, Union
 
 from typing_extensions import TypeAlias
 
@@ -54,6 +54,7 @@ class Context(_tlsrekey.Context):
         ignore_unexpected_eof: bool = False,
         release_buffers: bool = False,
         no_renegotiation: bool = False,
+        rekey: Mapping[str, int | float | bool | None] | None = None,
     ) -> Context: ...
     @classmethod
     def server(
@@ -77,6 +78,7 @@ class Context(_tlsrekey.Context):
         release_buffers: bool = False,
         num_tickets: int | None = None,
         session_cache: bool = True,
+        rekey: Mapping[str, int | float | bool | None] | None = None,
     ) -> Context: ...
 
 def pair(
@@ -97,6 +99,7 @@ def pair(
     ignore_unexpected_eof: bool = ...,
     release_buffers: bool = ...,
     no_renegotiation: bool = ...,
+    rekey: Mapping[str, int | float | bool | None] | None = ...,
     allow_client_renegotiation: bool = ...,
     verify_client: bool | Literal["optional"] = ...,
     num_tickets: int | None = ...,

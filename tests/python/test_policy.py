@@ -1,0 +1,182 @@
+"""Automatic rekeying: the core's policy from Python (mirrors tests/lua/policy_spec.lua).
+
+Thresholds are counted per sending key; the core sends a KeyUpdate (TLS 1.3) or
+renegotiates (TLS 1.2, when asked) before the record that would cross one.
+"""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import tlsrekey
+from conftest import TIMEOUT
+
+
+def send(link, frm, to, data):
+    """Write on one end, read it all on the other (over sockets in two threads)."""
+    if link.kind == "socket":
+        return link.both(lambda: frm.write(data), lambda: _read_exactly(to, len(data)))[1]
+    assert frm.write(data) == len(data)
+    got = b""
+    while len(got) < len(data):
+        got += to.read(65536)
+    return got
+
+
+def test_records_threshold_rekeys_every_n_records(make_link):
+    link = make_link()
+    c, s = link.client, link.server
+    c.set_rekey_policy(records=10)
+    for i in range(1000):
+        msg = b"r%d" % i
+        assert send(link, c, s, msg) == msg
+    assert c.stats["key_updates_sent"] == 99
+    assert s.stats["key_updates_received"] == 99
+    assert c.stats["automatic_rekeys"] == 99
+
+
+def test_bytes_threshold_splits_a_large_write_and_requests_the_peers_update(make_link):
+    link = make_link()
+    c, s = link.client, link.server
+    c.set_rekey_policy(bytes=100_000, request_peer=True)
+    data = os.urandom(1_000_000)
+    _, got = link.both(lambda: c.write(data), lambda: _read_exactly(s, len(data)))
+    assert got == data
+    assert c.stats["key_updates_sent"] == 9
+    assert s.stats["key_update_requests_received"] == 9
+    s.write(b"")        # the reply still owed goes out, one for what is left
+    assert s.get_key_update_type() == tlsrekey.KEY_UPDATE_NONE
+    assert 1 <= s.stats["key_updates_sent"] <= 9
+
+
+def _read_exactly(conn, n):
+    got = b""
+    while len(got) < n:
+        got += conn.read(65536)
+    return got
+
+
+def test_each_automatic_update_is_an_event():
+    c, s = tlsrekey.pair()
+    seen = []
+    c.set_event_callback(seen.append)
+    c.set_rekey_policy(records=2)
+    for _ in range(3):
+        c.write(b"x")
+        assert s.read() == b"x"
+    assert [e["name"] for e in seen] == ["key_update_sent"]
+    assert seen[0]["automatic"] is True and seen[0]["request_update"] is False
+    c.key_update()
+    c.write(b"y")
+    assert seen[-1]["automatic"] is False
+
+
+def test_context_policy_is_inherited_by_both_ends_of_a_pair():
+    c, s = tlsrekey.pair(rekey={"bytes": 4096})
+    assert c.get_rekey_policy()["bytes"] == 4096
+    assert s.get_rekey_policy()["bytes"] == 4096
+    c.write(b"z" * 10_000)
+    assert _read_exactly(s, 10_000) == b"z" * 10_000
+    assert c.stats["key_updates_sent"] == 2
+
+
+def test_default_aead_limit_acts_on_aes_gcm_only():
+    tlsrekey._tlsrekey._testing_set_aead_scale(1 << 21)     # 8 records per key
+    try:
+        c, s = tlsrekey.pair(ciphersuites="TLS_AES_128_GCM_SHA256")
+        assert c.get_rekey_policy()["aead_limit"] is True
+        for _ in range(80):
+            c.write(b"x")
+            assert s.read() == b"x"
+        assert c.stats["key_updates_sent"] == 9
+        c.set_rekey_policy(aead_limit=False)
+        for _ in range(80):
+            c.write(b"x")
+            assert s.read() == b"x"
+        assert c.stats["key_updates_sent"] == 9
+        c2, s2 = tlsrekey.pair(ciphersuites="TLS_CHACHA20_POLY1305_SHA256")
+        for _ in range(80):
+            c2.write(b"x")
+            assert s2.read() == b"x"
+        assert c2.stats["key_updates_sent"] == 0
+    finally:
+        tlsrekey._tlsrekey._testing_set_aead_scale(1)
+
+
+def test_policy_on_tls12_needs_use_renegotiation(make_link):
+    link = make_link(max_version="TLSv1.2", allow_client_renegotiation=True)
+    c, s = link.client, link.server
+    with pytest.raises(tlsrekey.StateError, match="use_renegotiation"):
+        c.set_rekey_policy(records=5)
+    c.set_rekey_policy(records=5, use_renegotiation=True)
+    for i in range(20):
+        msg = b"y%d" % i
+        assert send(link, c, s, msg) == msg
+    assert c.stats["renegotiations"] == 3
+    assert c.stats["automatic_rekeys"] == 3
+    assert c.get_rekey_policy() == {"bytes": None, "records": 5, "seconds": None,
+                                    "request_peer": False, "use_renegotiation": True,
+                                    "aead_limit": True}
+
+
+def test_bad_policies_are_clear_errors():
+    c, _ = tlsrekey.pair()
+    with pytest.raises(TypeError, match="byts"):
+        c.set_rekey_policy(byts=1)
+    with pytest.raises(ValueError, match="records"):
+        c.set_rekey_policy(records=-1)
+    with pytest.raises(TypeError, match="seconds"):
+        c.set_rekey_policy(seconds="soon")
+    with pytest.raises(ValueError, match="seconds"):
+        c.set_rekey_policy(seconds=float("nan"))
+    with pytest.raises(TypeError, match="bytes"):
+        c.set_rekey_policy(bytes=True)
+    with pytest.raises(TypeError, match="rekey"):
+        tlsrekey.Context.client(rekey=5)
+    c.close()
+    with pytest.raises(tlsrekey.StateError):
+        c.set_rekey_policy(records=1)
+
+
+def test_records_threshold_counted_by_openssl_s_server(cert_files, tmp_path):
+    """1000 one-record writes with records=10: s_server -msg sees 99 KeyUpdates."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = open(tmp_path / "s_server.out", "w+b")
+    proc = subprocess.Popen(
+        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
+         str(cert_files / "cert.pem"), "-key", str(cert_files / "key.pem"), "-msg",
+         "-naccept", "1"],
+        stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        ctx = tlsrekey.Context.client(cert_files / "cert.pem", rekey={"records": 10})
+        conn = None
+        for _ in range(100):
+            try:
+                conn = ctx.connect("127.0.0.1", port, server_hostname="localhost",
+                                   timeout=TIMEOUT)
+                conn.do_handshake()
+                break
+            except tlsrekey.SyscallError:
+                conn = None
+                time.sleep(0.05)
+        assert conn is not None, "s_server did not start"
+        for i in range(1000):
+            conn.write(b"%05d\n" % i)
+        assert conn.stats["key_updates_sent"] == 99
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            out.seek(0)
+            text = out.read().decode("latin-1")
+            if "00999\n" in text and text.count("KeyUpdate") >= 99:
+                break
+            time.sleep(0.05)
+        assert text.count("<<< TLS 1.3, Handshake [length 0005], KeyUpdate") == 99
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        out.close()
