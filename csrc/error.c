@@ -170,6 +170,31 @@ trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err)
     return TRK_OK;
 }
 
+/* A few OpenSSL reasons mean little to someone who does not know OpenSSL; the
+ * sentence says what probably happened. Matched on the reason code (NOTES 19). */
+static const char *hint_for(int lib, int reason)
+{
+    if (lib != ERR_LIB_SSL)
+        return NULL;
+    switch (reason) {
+    case SSL_R_NO_RENEGOTIATION:
+        return "the peer refused to renegotiate; OpenSSL 3 servers refuse "
+               "client-initiated renegotiation unless allow_client_renegotiation is set";
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+        return "no TLS version in common with the peer";
+    case SSL_R_WRONG_VERSION_NUMBER:
+        return "the peer does not speak this TLS version (or is not TLS at all)";
+    case SSL_R_NO_SHARED_CIPHER:
+        return "no cipher in common with the peer";
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        return "the peer does not trust our certificate";
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+        return "a client certificate is required and the peer sent none";
+    default:
+        return NULL;
+    }
+}
+
 trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
                            trk_error *err)
 {
@@ -242,8 +267,10 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
         snprintf(err->message, sizeof err->message,
                  "%s: TLS failure with no OpenSSL error (SSL_get_error %d)", op, e);
     } else {
-        snprintf(err->message, sizeof err->message, "%s: %s (%s)", op, err->reason,
-                 err->library[0] ? err->library : "OpenSSL");
+        const char *hint = hint_for(lib, reason);
+        snprintf(err->message, sizeof err->message, "%s: %s (%s)%s%.200s", op,
+                 err->reason, err->library[0] ? err->library : "OpenSSL",
+                 hint ? ": " : "", hint ? hint : "");
     }
     remember_fatal(conn, err);
     return err->status;
