@@ -61,7 +61,7 @@ LUA_MOD_ASAN := build/asan/lua/tlsrekey/core.so
 DEPS_STAMP := $(VENV)/.deps-stamp
 
 .PHONY: help deps build build-c build-python build-lua build-asan build-asan-c \
-        build-asan-python build-asan-lua test demo clean
+        build-asan-python build-asan-lua test demo bench clean
 
 help:
 	@cat scripts/README-make.txt
@@ -148,6 +148,12 @@ demo: deps
 	@PYTHONPATH=python $(VPY) demo/demo.py
 	@echo; echo "=== Lua: lua5.4 demo/demo.lua ==="; echo
 	@LUA_CPATH='build/lua/?.so;;' LUA_PATH='lua/?.lua;;' $(LUA) demo/demo.lua
+
+# bench/run.py: tlsrekey against the C limit and the peer bindings, interleaved,
+# several rounds; `make bench BENCH_ARGS=--quick` for a one-minute run.
+bench: deps
+	@$(MAKE) -s --no-print-directory build-python build-lua
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
