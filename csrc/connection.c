@@ -60,6 +60,9 @@ static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn *
     c->ctx = ctx;
     trk_ctx_up_ref(ctx);
     c->role = ctx->role;
+    c->dtls = ctx->dtls;
+    if (c->dtls)
+        trk__dtls_conn_init(c);
     c->fd = -1;
     c->timeout = TRK_TIMEOUT_NONE;
     c->policy = ctx->policy;
@@ -116,11 +119,25 @@ trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
         return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
                          fd);
     }
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (!c->dtls && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+        type == SOCK_DGRAM) {
+        trk_conn_free(c);
+        return trk__fail(err, TRK_ARG, "datagram socket",
+                         "a TLS context needs a stream socket; for UDP use a DTLS "
+                         "context");
+    }
     if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
         trk_conn_free(c);
         return st;
     }
-    if (!SSL_set_fd(c->ssl, fd)) { /* the socket BIO does not close the fd */
+    if (c->dtls) { /* a connected UDP socket, datagram BIO (dtls.c) */
+        if ((st = trk__dtls_attach_fd(c, err)) != TRK_OK) {
+            trk_conn_free(c);
+            return st;
+        }
+    } else if (!SSL_set_fd(c->ssl, fd)) { /* the socket BIO does not close the fd */
         trk_conn_free(c);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot attach the socket");
     }
@@ -287,6 +304,14 @@ trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
     if (st != TRK_OK)
         return st;
     c->transport = TRK_T_MEMORY;
+    if (c->dtls) { /* one datagram-queue BIO (dtls.c) */
+        if ((st = trk__dtls_attach_memory(c, err)) != TRK_OK) {
+            trk_conn_free(c);
+            return st;
+        }
+        *out = c;
+        return TRK_OK;
+    }
     c->in_bio = BIO_new(BIO_s_mem());
     c->out_bio = BIO_new(BIO_s_mem());
     if (c->in_bio == NULL || c->out_bio == NULL) {
@@ -320,6 +345,8 @@ trk_status trk_conn_feed(trk_conn *conn, const void *data, size_t len, trk_error
     trk_status st = need_memory(conn, "feed", err);
     if (st != TRK_OK)
         return st;
+    if (conn->dtls)
+        return trk__dtls_feed(conn, data, len, err);
     while (len > 0) {
         int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
         int w = BIO_write(conn->in_bio, data, chunk);
@@ -336,6 +363,10 @@ trk_status trk_conn_feed_eof(trk_conn *conn, trk_error *err)
     trk_status st = need_memory(conn, "feed_eof", err);
     if (st != TRK_OK)
         return st;
+    if (conn->dtls) {
+        trk__dtls_feed_eof(conn);
+        return TRK_OK;
+    }
     BIO_set_mem_eof_return(conn->in_bio, 0);
     return TRK_OK;
 }
@@ -344,6 +375,8 @@ size_t trk_conn_outgoing(const trk_conn *conn)
 {
     if (conn->ssl == NULL || conn->transport != TRK_T_MEMORY)
         return 0;
+    if (conn->dtls)
+        return trk__dtls_outgoing(conn);
     return BIO_ctrl_pending(conn->out_bio);
 }
 
@@ -354,6 +387,8 @@ trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
     trk_status st = need_memory(conn, "drain", err);
     if (st != TRK_OK)
         return st;
+    if (conn->dtls)
+        return trk__dtls_drain(conn, buf, cap, n, err);
     size_t avail = BIO_ctrl_pending(conn->out_bio);
     if (avail == 0 || cap == 0)
         return TRK_OK;
@@ -376,6 +411,9 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
         server_ctx->role != TRK_SERVER)
         return trk__fail(err, TRK_ARG, "invalid contexts",
                          "a pair needs a client context and a server context");
+    if (client_ctx->dtls != server_ctx->dtls)
+        return trk__fail(err, TRK_ARG, "invalid contexts",
+                         "a pair needs two TLS contexts or two DTLS contexts");
     trk_conn *c, *s;
     trk_status st = conn_new(client_ctx, server_hostname, &c, err);
     if (st != TRK_OK)
@@ -385,13 +423,20 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
         return st;
     }
     BIO *cb = NULL, *sb = NULL;
-    if (!BIO_new_bio_pair(&cb, PAIR_BUFFER, &sb, PAIR_BUFFER)) {
+    if (c->dtls) { /* datagram queues that keep message boundaries (dtls.c) */
+        if ((st = trk__dtls_attach_pair(c, s, err)) != TRK_OK) {
+            trk_conn_free(c);
+            trk_conn_free(s);
+            return st;
+        }
+    } else if (!BIO_new_bio_pair(&cb, PAIR_BUFFER, &sb, PAIR_BUFFER)) {
         trk_conn_free(c);
         trk_conn_free(s);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create a BIO pair");
+    } else {
+        SSL_set_bio(c->ssl, cb, cb);
+        SSL_set_bio(s->ssl, sb, sb);
     }
-    SSL_set_bio(c->ssl, cb, cb);
-    SSL_set_bio(s->ssl, sb, sb);
     c->transport = s->transport = TRK_T_PAIR;
     c->peer = s;
     s->peer = c;
@@ -451,13 +496,19 @@ static int pump_peer(trk_conn *c)
         return 0;
     for (;;) {
         size_t got = 0;
-        if (!stash_reserve(p, 16384))
-            break;
+        int r;
         errno = 0;
-        int r = SSL_read_ex(p->ssl, p->stash + p->stash_len, 16384, &got);
-        if (r > 0) {
-            p->stash_len += got;
-            continue;
+        if (p->dtls) { /* one datagram at a time, boundaries kept (dtls.c) */
+            if ((r = trk__dtls_read_to_stash(p)) > 0)
+                continue;
+        } else {
+            if (!stash_reserve(p, 16384))
+                break;
+            r = SSL_read_ex(p->ssl, p->stash + p->stash_len, 16384, &got);
+            if (r > 0) {
+                p->stash_len += got;
+                continue;
+            }
         }
         /* Records the peer's own fatal error for its next call; WANT_* ends it. */
         trk__ssl_status(p, r, errno, "read", NULL);
@@ -490,9 +541,26 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                 pump_peer(conn))
                 continue;
             if (conn->transport == TRK_T_FD && conn->timeout != 0) {
-                int r = wait_fd(conn->fd, st == TRK_WANT_WRITE, deadline);
+                /* DTLS: the wait also ends when the retransmission timer fires,
+                 * which then resends the last flight (DTLSv1_handle_timeout). */
+                double timer, until = deadline;
+                int on_timer = 0;
+                if (conn->dtls && trk__dtls_timer(conn, &timer)) {
+                    double at = trk__now() + timer;
+                    if (deadline < 0 || at < deadline) {
+                        until = at;
+                        on_timer = 1;
+                    }
+                }
+                int r = wait_fd(conn->fd, st == TRK_WANT_WRITE, until);
                 if (r > 0)
                     continue;
+                if (r == 0 && on_timer) {
+                    trk_status ts = trk__dtls_on_timer(conn, op, err);
+                    if (ts != TRK_OK && ts != TRK_WANT_READ && ts != TRK_WANT_WRITE)
+                        return ts;
+                    continue;
+                }
                 if (r == 0)
                     return trk__fail(err, TRK_TIMEOUT, "timed out",
                                      "%s timed out after %g seconds", op, conn->timeout);
@@ -536,8 +604,8 @@ static void detach_from_peer(trk_conn *c)
     if (p == NULL)
         return;
     p->peer = NULL;
-    if (p->ssl == NULL)
-        return;
+    if (p->ssl == NULL || p->dtls)
+        return; /* DTLS: the queues are reference-counted; p sees EOF after them */
     BIO *old = SSL_get_rbio(p->ssl);
     BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_null());
     if (in == NULL || out == NULL) {
@@ -568,6 +636,11 @@ void trk_conn_close(trk_conn *conn)
     conn->fd = -1;
     free(conn->stash);
     conn->stash = NULL;
+    if (conn->dstash != NULL) {
+        trk__dq_clear(conn->dstash);
+        free(conn->dstash);
+        conn->dstash = NULL;
+    }
     conn->stash_len = conn->stash_off = conn->stash_cap = 0;
     ERR_clear_error();
 }

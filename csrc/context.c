@@ -42,7 +42,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
+static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err)
 {
     ERR_clear_error();
     *out = NULL;
@@ -51,8 +51,12 @@ trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
     trk_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
         return trk__fail(err, TRK_NOMEM, "out of memory", "cannot allocate a context");
-    ctx->ssl_ctx = SSL_CTX_new(role == TRK_CLIENT ? TLS_client_method()
-                                                  : TLS_server_method());
+    if (dtls)
+        ctx->ssl_ctx = SSL_CTX_new(role == TRK_CLIENT ? DTLS_client_method()
+                                                      : DTLS_server_method());
+    else
+        ctx->ssl_ctx = SSL_CTX_new(role == TRK_CLIENT ? TLS_client_method()
+                                                      : TLS_server_method());
     if (ctx->ssl_ctx == NULL) {
         free(ctx);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create an SSL_CTX");
@@ -77,9 +81,23 @@ trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
         SSL_CTX_set_session_id_context(s, sid, sizeof sid - 1);
         SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
     }
+    if (dtls && !trk__dtls_ctx_init(ctx)) {
+        trk_ctx_free(ctx);
+        return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot set up a DTLS context");
+    }
     ERR_clear_error();
     *out = ctx;
     return TRK_OK;
+}
+
+trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err)
+{
+    return ctx_new(role, 0, out, err);
+}
+
+trk_status trk_ctx_new_dtls(trk_role role, trk_ctx **out, trk_error *err)
+{
+    return ctx_new(role, 1, out, err);
 }
 
 void trk_ctx_up_ref(trk_ctx *ctx)
@@ -103,27 +121,47 @@ trk_role trk_ctx_role(const trk_ctx *ctx)
     return ctx->role;
 }
 
+/* In order, oldest first, per protocol: DTLS version numbers count downwards
+ * (DTLS 1.2 is 0xFEFD, DTLS 1.0 0xFEFF), so order is compared by rank. */
 static const struct {
     const char *name;
     int version;
+    int dtls;
+    int rank;
 } versions[] = {
-    {"TLSv1", TLS1_VERSION},
-    {"TLSv1.1", TLS1_1_VERSION},
-    {"TLSv1.2", TLS1_2_VERSION},
-    {"TLSv1.3", TLS1_3_VERSION},
+    {"TLSv1", TLS1_VERSION, 0, 1},
+    {"TLSv1.1", TLS1_1_VERSION, 0, 2},
+    {"TLSv1.2", TLS1_2_VERSION, 0, 3},
+    {"TLSv1.3", TLS1_3_VERSION, 0, 4},
+    {"DTLSv1", DTLS1_VERSION, 1, 1},
+    {"DTLSv1.2", DTLS1_2_VERSION, 1, 3},
 };
 
-static trk_status parse_version(const char *name, int *version, trk_error *err)
+static int version_rank(int version)
+{
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
+        if (versions[i].version == version)
+            return versions[i].rank;
+    return 0;
+}
+
+static trk_status parse_version(const trk_ctx *ctx, const char *name, int *version,
+                                trk_error *err)
 {
     if (name == NULL) {
         *version = 0;
         return TRK_OK;
     }
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
-        if (strcmp(versions[i].name, name) == 0) {
+        if (strcmp(versions[i].name, name) == 0 && versions[i].dtls == ctx->dtls) {
             *version = versions[i].version;
             return TRK_OK;
         }
+    if (ctx->dtls)
+        return trk__fail(err, TRK_ARG, "unknown version",
+                         "unknown DTLS version '%.40s' (expected DTLSv1.2, or DTLSv1 "
+                         "where OpenSSL allows it)",
+                         name);
     return trk__fail(err, TRK_ARG, "unknown version",
                      "unknown TLS version '%.40s' (expected TLSv1.2 or TLSv1.3; "
                      "TLSv1 and TLSv1.1 where OpenSSL allows them)",
@@ -134,11 +172,11 @@ static trk_status set_version(trk_ctx *ctx, const char *name, int is_max,
                               trk_error *err)
 {
     int v = 0;
-    trk_status st = parse_version(name, &v, err);
+    trk_status st = parse_version(ctx, name, &v, err);
     if (st != TRK_OK)
         return st;
-    int lo = is_max ? (int)SSL_CTX_get_min_proto_version(ctx->ssl_ctx) : v;
-    int hi = is_max ? v : (int)SSL_CTX_get_max_proto_version(ctx->ssl_ctx);
+    int lo = version_rank(is_max ? (int)SSL_CTX_get_min_proto_version(ctx->ssl_ctx) : v);
+    int hi = version_rank(is_max ? v : (int)SSL_CTX_get_max_proto_version(ctx->ssl_ctx));
     if (lo != 0 && hi != 0 && lo > hi)
         return trk__fail(err, TRK_ARG, "min version above max version",
                          "the minimum TLS version is above the maximum");

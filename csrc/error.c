@@ -255,6 +255,12 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
                  "%s: the peer closed the transport without close_notify "
                  "(unexpected EOF)",
                  op);
+    } else if (lib == ERR_LIB_SSL && reason == SSL_R_READ_TIMEOUT_EXPIRED) {
+        /* DTLS: the retransmission timer fired too often without an answer. */
+        err->status = TRK_TIMEOUT;
+        snprintf(err->message, sizeof err->message,
+                 "%s: the DTLS peer did not answer any retransmission (%s)", op,
+                 err->reason);
     } else if (lib == ERR_LIB_SSL && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         long vr = SSL_get_verify_result(conn->ssl);
         err->status = TRK_VERIFY;

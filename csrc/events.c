@@ -74,6 +74,9 @@ static void emit(trk_conn *c, trk_event *ev)
 static void handshake_message(trk_conn *c, int sent, const unsigned char *p, size_t len)
 {
     trk_event ev = {0};
+    /* Only the first byte (msg_type) is read for every message; DTLS handshake
+     * headers are 12 bytes (RFC 6347 4.2.2), TLS ones 4. */
+    size_t hdr = c->dtls ? DTLS1_HM_HEADER_LENGTH : SSL3_HM_HEADER_LENGTH;
     switch (p[0]) {
     case SSL3_MT_HELLO_REQUEST:
         if (sent)
@@ -83,7 +86,17 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         ev.type = sent ? TRK_EV_HELLO_REQUEST_SENT : TRK_EV_HELLO_REQUEST_RECEIVED;
         ev.automatic = sent && c->auto_pending;
         break;
+    case DTLS1_MT_HELLO_VERIFY_REQUEST:
+        c->hs.after_hvr = 1;
+        return;
     case SSL3_MT_CLIENT_HELLO:
+        if (c->hs.after_hvr) {
+            /* DTLS cookie exchange: the ClientHello that echoes the cookie goes on
+             * with the handshake the first one started (RFC 6347 4.2.1). */
+            c->hs.after_hvr = 0;
+            if (c->hs.in_handshake)
+                return;
+        }
         c->hs.in_handshake = 1;
         c->hs.fin_sent = c->hs.fin_recv = 0;
         ev.type = TRK_EV_HANDSHAKE_START;
@@ -113,8 +126,9 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         }
         break;
     case SSL3_MT_KEY_UPDATE:
-        /* 4-byte handshake header, then request_update (RFC 8446 4.6.3). */
-        ev.request_update = len > 4 && p[4] == 1;
+        /* The handshake header (4 bytes; 12 on DTLS, which OpenSSL 3.0 never sends
+         * a KeyUpdate on), then request_update (RFC 8446 4.6.3). */
+        ev.request_update = len > hdr && p[hdr] == 1;
         if (sent) {
             c->stats.key_updates_sent++;
             c->stats.key_update_requests_sent += (unsigned)ev.request_update;

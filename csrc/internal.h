@@ -26,6 +26,11 @@ struct trk_ctx {
     size_t alpn_len;
     BIO *keylog;              /* append-mode file, or NULL */
     trk_rekey_policy policy;  /* copied into each new connection */
+    /* DTLS (dtls.c): a context made by trk_ctx_new_dtls. */
+    int dtls;
+    int cookie_exchange;      /* servers: HelloVerifyRequest first (default on) */
+    unsigned char cookie_secret[32]; /* HMAC key of the cookies, random per context */
+    unsigned dtls_timer_us;   /* initial retransmission timeout, 0: OpenSSL's 1 s */
 };
 
 typedef enum trk_transport {
@@ -39,6 +44,8 @@ typedef struct trk_hs_track {
     unsigned in_handshake : 1;  /* a ClientHello went either way; not yet complete */
     unsigned fin_sent : 1;
     unsigned fin_recv : 1;
+    unsigned after_hvr : 1;     /* DTLS: a HelloVerifyRequest went either way; the
+                                   next ClientHello continues the same handshake */
 } trk_hs_track;
 
 struct trk_conn {
@@ -52,11 +59,15 @@ struct trk_conn {
     BIO *out_bio;             /* TRK_T_MEMORY: what drain() empties */
     BIO *in_bio;              /* TRK_T_MEMORY: what feed() fills */
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
+    int dtls;                 /* the context is DTLS: every transport carries
+                                 datagrams (dtls.c) */
 
     /* TRK_T_PAIR: application data read while moving this end forward on behalf of
      * its peer; returned by the next reads before anything else. */
     unsigned char *stash;
     size_t stash_len, stash_off, stash_cap;
+    /* DTLS pair ends keep datagram boundaries: their stash is a queue instead. */
+    struct trk_dgram_queue *dstash;
 
     trk_error *fatal;         /* set once a fatal error happened: replayed by every
                                  later call, because OpenSSL may answer the next call
@@ -157,5 +168,50 @@ int trk__stash_put(trk_conn *conn, const void *data, size_t len);
 
 /* The negotiated protocol version (TLS1_3_VERSION, ...) or 0 before the handshake. */
 int trk__version(const trk_conn *conn);
+
+/* ---- dtls.c ---- */
+
+/* A FIFO of datagrams: the datagram BIO's queues and a DTLS pair end's stash. */
+typedef struct trk_dgram {
+    struct trk_dgram *next;
+    size_t len, off;          /* off: bytes of a stashed datagram already read */
+    unsigned char data[];
+} trk_dgram;
+typedef struct trk_dgram_queue {
+    trk_dgram *head, *tail;
+    size_t count, bytes;      /* bytes: unread payload of every datagram */
+} trk_dgram_queue;
+/* Appends a copy; 0 on allocation failure. */
+int trk__dq_push(trk_dgram_queue *q, const void *data, size_t len);
+/* Moves up to cap bytes of the first datagram into buf. partial: the rest of a
+ * longer datagram stays for the next call (a stash); otherwise it is dropped, as
+ * recv() drops it. Returns the bytes moved, or -1 when the queue is empty. */
+long trk__dq_pop(trk_dgram_queue *q, void *buf, size_t cap, int partial);
+void trk__dq_clear(trk_dgram_queue *q);
+
+/* Context setup for DTLS: cookie callbacks and secret, the default versions. */
+int trk__dtls_ctx_init(trk_ctx *ctx);
+/* Per connection: the retransmission timer callback. */
+void trk__dtls_conn_init(trk_conn *conn);
+/* The BIO of each transport. trk__dtls_attach_fd: a connected UDP socket (TRK_ARG
+ * otherwise). trk__dtls_attach_memory: one datagram-queue BIO (feed/drain).
+ * trk__dtls_attach_pair: two linked datagram-queue BIOs. */
+trk_status trk__dtls_attach_fd(trk_conn *conn, trk_error *err);
+trk_status trk__dtls_attach_memory(trk_conn *conn, trk_error *err);
+trk_status trk__dtls_attach_pair(trk_conn *c, trk_conn *s, trk_error *err);
+/* The memory transport's feed/drain/outgoing/feed_eof, one datagram at a time. */
+trk_status trk__dtls_feed(trk_conn *conn, const void *data, size_t len, trk_error *err);
+void trk__dtls_feed_eof(trk_conn *conn);
+size_t trk__dtls_outgoing(const trk_conn *conn);
+trk_status trk__dtls_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                           trk_error *err);
+/* A pair end reads one record on behalf of its peer into its datagram stash:
+ * SSL_read_ex's return. */
+int trk__dtls_read_to_stash(trk_conn *p);
+/* Seconds until the retransmission timer fires: 1 and *seconds (>= 0) while one
+ * runs, else 0. */
+int trk__dtls_timer(trk_conn *conn, double *seconds);
+/* DTLSv1_handle_timeout through error.c. */
+trk_status trk__dtls_on_timer(trk_conn *conn, const char *op, trk_error *err);
 
 #endif /* TLSREKEY_INTERNAL_H */

@@ -54,6 +54,10 @@ trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
 /* A pair end keeps application data read on behalf of its peer; it comes first. */
 static size_t take_stash(trk_conn *c, void *buf, size_t cap)
 {
+    if (c->dstash != NULL) { /* DTLS: one datagram (the rest of it next time) */
+        long k = trk__dq_pop(c->dstash, buf, cap, 1);
+        return k > 0 ? (size_t)k : 0;
+    }
     size_t avail = c->stash_len - c->stash_off;
     if (avail == 0)
         return 0;
@@ -127,6 +131,19 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     if (conn->sent_shutdown)
         return trk__fail(err, TRK_STATE, "protocol is shutdown",
                          "write: the connection was shut down (close_notify sent)");
+    if (conn->dtls && len > 16384)
+        /* OpenSSL refuses too ("dtls message too big"), but through SSL_ERROR_SSL,
+         * which would look fatal: one write is one record is one datagram. */
+        return trk__fail(err, TRK_ARG, "dtls message too big",
+                         "write: a DTLS datagram carries at most 16384 bytes, not %zu",
+                         len);
+    if (conn->dtls && len == 0) {
+        /* OpenSSL's DTLS write of nothing sends nothing and reports failure; what a
+         * zero-length write owes on DTLS is a scheduled renegotiation. */
+        if (!SSL_in_init(conn->ssl) && !SSL_renegotiate_pending(conn->ssl))
+            return TRK_OK;
+        return trk_conn_do_handshake(conn, err);
+    }
     if (trk__policy_active(conn))
         return trk__write_policed(conn, buf, len, n, err);
     return trk__write_chunk(conn, buf, len, n, err);
@@ -136,7 +153,8 @@ size_t trk_conn_pending(const trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    return (conn->stash_len - conn->stash_off) + (size_t)SSL_pending(conn->ssl);
+    return (conn->stash_len - conn->stash_off) +
+           (conn->dstash != NULL ? conn->dstash->bytes : 0) + (size_t)SSL_pending(conn->ssl);
 }
 
 trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)

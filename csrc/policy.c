@@ -148,18 +148,22 @@ static int rekey_scheduled(const trk_conn *c)
            !c->hs.in_handshake;
 }
 
-static int epoch_exhausted(trk_conn *c, uint64_t rec_limit)
+/* upcoming: DTLS never splits a datagram, so a datagram that would cross the byte
+ * threshold rekeys before it (unless it is the first of its epoch). */
+static int epoch_exhausted(trk_conn *c, uint64_t rec_limit, size_t upcoming)
 {
     const trk_rekey_policy *p = &c->policy;
-    return (p->bytes > 0 && c->epoch_bytes >= p->bytes) ||
+    return (p->bytes > 0 && (c->epoch_bytes >= p->bytes ||
+                             (c->epoch_bytes > 0 && upcoming > p->bytes - c->epoch_bytes))) ||
            (rec_limit > 0 && c->epoch_records >= rec_limit) ||
            (p->seconds > 0 && trk__now() - c->epoch_start >= p->seconds);
 }
 
 /* Schedules the policy's rekey if the epoch is used up. */
-static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, trk_error *err)
+static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, size_t upcoming,
+                               trk_error *err)
 {
-    if (c->write_pending || rekey_scheduled(c) || !epoch_exhausted(c, rec_limit))
+    if (c->write_pending || rekey_scheduled(c) || !epoch_exhausted(c, rec_limit, upcoming))
         return TRK_OK;
     if (is_tls13(c)) {
         int type = c->policy.request_peer ? SSL_KEY_UPDATE_REQUESTED
@@ -209,12 +213,13 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
         !conn->policy.use_renegotiation)
         return tls12_refusal(conn, err);
     do {
-        trk_status st = rekey_if_due(conn, rec_limit, err);
+        trk_status st = rekey_if_due(conn, rec_limit, conn->dtls ? len : 0, err);
         if (st != TRK_OK) {
             *n = done;
             return done > 0 ? TRK_OK : st;
         }
-        size_t chunk = allowance(conn, len - done, rec_limit);
+        /* DTLS: one write is one datagram, never split */
+        size_t chunk = conn->dtls ? len : allowance(conn, len - done, rec_limit);
         if (chunk == 0 && len > done) {
             /* Only a TLS 1.2 server can get here: its HelloRequest is out and the
              * client has not renegotiated yet. Best effort: keep sending. */

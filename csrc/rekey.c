@@ -67,7 +67,17 @@ trk_status trk_conn_key_update(trk_conn *conn, int type, int now, trk_error *err
                          "key_update: updatetype must be not_requested (0) or "
                          "requested (1), not %d%s",
                          type, type == TRK_KEY_UPDATE_NONE ? " (none)" : "");
-    trk_status st = rekey_usable(conn, "key_update", err);
+    trk_status st = trk__usable(conn, "key_update", err);
+    if (st != TRK_OK)
+        return st;
+    if (conn->dtls)
+        /* DTLS 1.2's version number (0xFEFD) is not TLS 1.3's: a plain version
+         * check would name no reason a user could act on. */
+        return trk__fail(err, TRK_STATE, "wrong ssl version",
+                         "key_update needs TLS 1.3 or DTLS 1.3; DTLS 1.3 is not in "
+                         "OpenSSL 3.0 and this connection is %s (use renegotiate)",
+                         conn->handshake_done ? SSL_get_version(conn->ssl) : "DTLS");
+    st = rekey_usable(conn, "key_update", err);
     if (st != TRK_OK)
         return st;
     if (SSL_version(conn->ssl) != TLS1_3_VERSION)
@@ -108,7 +118,8 @@ static trk_status renegotiate(trk_conn *conn, int abbreviated, trk_error *err)
     trk_status st = rekey_usable(conn, op, err);
     if (st != TRK_OK)
         return st;
-    if (SSL_version(conn->ssl) >= TLS1_3_VERSION)
+    /* DTLS 1.2 (0xFEFD) compares above TLS 1.3 (0x0304): DTLS is never refused here */
+    if (!conn->dtls && SSL_version(conn->ssl) >= TLS1_3_VERSION)
         return trk__fail(err, TRK_STATE, "wrong ssl version",
                          "%s needs TLS 1.2 or older; this connection negotiated %s "
                          "(use key_update)",

@@ -115,13 +115,24 @@ const char *trk_role_name(trk_role role);
  * The caller owns one reference; trk_ctx_free drops it. Connections hold their own.
  */
 trk_status trk_ctx_new(trk_role role, trk_ctx **out, trk_error *err);
+/*
+ * The same for DTLS (datagrams over UDP; see "DTLS" below): versions DTLS 1.2 only
+ * by default ("DTLSv1" can be allowed with trk_ctx_set_min_version), and a server
+ * answers every first ClientHello with a HelloVerifyRequest (cookie exchange, see
+ * trk_ctx_set_dtls_cookie_exchange). Every other context setter works as for TLS;
+ * TLS 1.3 settings (ciphersuites, num_tickets) are accepted and have no effect.
+ */
+trk_status trk_ctx_new_dtls(trk_role role, trk_ctx **out, trk_error *err);
+/* 1 for a context made by trk_ctx_new_dtls. */
+int trk_ctx_is_dtls(const trk_ctx *ctx);
 void trk_ctx_up_ref(trk_ctx *ctx);
 void trk_ctx_free(trk_ctx *ctx);           /* drops one reference; NULL is fine */
 trk_role trk_ctx_role(const trk_ctx *ctx);
 
 /* Protocol versions by name: "TLSv1.2", "TLSv1.3" (also "TLSv1", "TLSv1.1" where
- * OpenSSL's security level allows them). NULL means "no limit" (OpenSSL's range).
- * TRK_ARG for an unknown name or min > max. */
+ * OpenSSL's security level allows them); DTLS contexts take "DTLSv1.2" and "DTLSv1"
+ * only. NULL means "no limit" (OpenSSL's range). TRK_ARG for an unknown name, a
+ * name of the other protocol, or min > max. */
 trk_status trk_ctx_set_min_version(trk_ctx *ctx, const char *name, trk_error *err);
 trk_status trk_ctx_set_max_version(trk_ctx *ctx, const char *name, trk_error *err);
 
@@ -240,14 +251,15 @@ double trk_conn_timeout(const trk_conn *conn);
  */
 trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
                                trk_conn **out, trk_error *err);
-/* Appends len bytes of the peer's data. */
+/* Appends len bytes of the peer's data (DTLS: one datagram, see "DTLS"). */
 trk_status trk_conn_feed(trk_conn *conn, const void *data, size_t len, trk_error *err);
 /* The peer's end of stream: later reads see EOF (without close_notify: an error,
  * unless the context ignores unexpected EOF). */
 trk_status trk_conn_feed_eof(trk_conn *conn, trk_error *err);
 /* Bytes waiting to be drained. */
 size_t trk_conn_outgoing(const trk_conn *conn);
-/* Moves up to cap bytes of output into buf; *n gets the count (0 if none). */
+/* Moves up to cap bytes of output into buf; *n gets the count (0 if none).
+ * DTLS: exactly one datagram per call (see "DTLS"). */
 trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
                           trk_error *err);
 
@@ -277,6 +289,95 @@ void trk_conn_free(trk_conn *conn);
 /* The context (borrowed; the connection holds a reference until freed). */
 trk_ctx *trk_conn_ctx(const trk_conn *conn);
 trk_role trk_conn_role(const trk_conn *conn);
+
+/* ------------------------------------------------------------------------- */
+/* DTLS (datagram TLS, 1.2): contexts from trk_ctx_new_dtls                     */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A DTLS context gives datagram connections over the same constructors:
+ *  - trk_conn_new_fd: `fd` is a CONNECTED UDP socket (connect() done, for a server
+ *    too: one socket per client); TRK_ARG for a stream socket or an unconnected
+ *    one. A TLS context given a UDP socket is TRK_ARG too. Timeouts as for TLS;
+ *    while the core waits it also runs the retransmission timer (below).
+ *    An ICMP "port unreachable" seen by the socket is TRK_SYSCALL (ECONNREFUSED).
+ *  - trk_conn_new_memory: trk_conn_feed takes ONE datagram per call (len may be
+ *    0..65535), trk_conn_drain returns ONE datagram per call (TRK_ARG, nothing
+ *    taken, if cap is smaller than that datagram: a cap of trk_conn_outgoing(),
+ *    the bytes of every waiting datagram, always suffices), trk_conn_outgoing
+ *    counts the bytes of every waiting datagram. Dropping or reordering what
+ *    drain returned is allowed: that is UDP.
+ *  - trk_pair_new with two DTLS contexts: the ends are joined by in-memory datagram
+ *    queues that keep message boundaries (OpenSSL 3.0 has no datagram BIO pair).
+ *    Mixing a TLS and a DTLS context is TRK_ARG.
+ *
+ * Datagrams: one trk_conn_write is one DTLS record in one datagram: len at most
+ * 16384 (TRK_ARG above, the connection unharmed). Writes larger than
+ * trk_conn_dtls_data_mtu are still sent whole (IP fragments them). A read returns
+ * the data of one datagram only, never several joined; when cap is smaller than
+ * the datagram the rest comes with the next read(s). A zero-length write sends no
+ * datagram: it only performs a scheduled renegotiation.
+ *
+ * Rekeying: trk_conn_key_update is TRK_STATE "wrong ssl version" (DTLS 1.3 is not
+ * in OpenSSL 3.0). Renegotiation works as on TLS 1.2, with OpenSSL 3.0's DTLS
+ * behaviour (tests/c/test_dtls.c checks each):
+ *  - a client answering a server's renegotiate()/renegotiate_abbreviated() does a
+ *    FULL handshake, no resumption (the manual: "For historical reasons, DTLS
+ *    clients will not attempt to resume the session in the new handshake");
+ *  - a client's own renegotiate_abbreviated() resumes the session (session_reused
+ *    becomes 1), like TLS; its renegotiate() does not;
+ *  - a server refuses a client's renegotiation unless allow_client_renegotiation,
+ *    which loses the connection, as on TLS.
+ * A rekey policy (trk_rekey_policy) with use_renegotiation never splits a datagram:
+ * the renegotiation is scheduled before the datagram that would cross a threshold.
+ */
+
+/*
+ * Servers: cookie exchange (RFC 6347 4.2.1, OpenSSL's SSL_OP_COOKIE_EXCHANGE), on
+ * by default: the first ClientHello is answered with a HelloVerifyRequest carrying
+ * an HMAC-SHA256 of the client's address and port under a random per-context
+ * secret (memory and pair transports have no address: a fixed tag stands in), and
+ * the handshake goes on only when the client echoes it. TRK_ARG on a client or TLS
+ * context.
+ */
+trk_status trk_ctx_set_dtls_cookie_exchange(trk_ctx *ctx, int on, trk_error *err);
+/* The first retransmission timeout of each flight, in seconds (it doubles on every
+ * retransmission, up to 60 s; OpenSSL gives up after 12 in a row: TRK_TIMEOUT
+ * "read timeout expired", fatal). 0 restores OpenSSL's default of 1 second. For
+ * connections created afterwards. TRK_ARG outside 0.001..60 (0 allowed) or on a TLS
+ * context. */
+trk_status trk_ctx_set_dtls_initial_timeout(trk_ctx *ctx, double seconds,
+                                            trk_error *err);
+
+/* 1 for a connection on a DTLS context. */
+int trk_conn_is_dtls(const trk_conn *conn);
+
+/*
+ * The retransmission timer, for non-blocking and memory users (a blocking socket's
+ * waits run it themselves). *seconds gets the time left before the timer fires
+ * (0 once it has) and the function returns 1 while a timer runs; else it returns
+ * 0 and *seconds is -1 (no timer, closed, or not DTLS). Call
+ * trk_conn_dtls_handle_timeout once the time has passed: it retransmits the last
+ * flight if the timer really expired, else does nothing (TRK_OK both ways; drain
+ * after it on memory transports). A read or handshake after expiry retransmits by
+ * itself too. TRK_TIMEOUT "read timeout expired" (fatal) after too many
+ * retransmissions; TRK_STATE on a closed or TLS connection.
+ */
+int trk_conn_dtls_get_timeout(const trk_conn *conn, double *seconds);
+trk_status trk_conn_dtls_handle_timeout(trk_conn *conn, trk_error *err);
+
+/*
+ * The link MTU (the largest IP packet, e.g. 1500), instead of asking the socket
+ * (SSL_OP_NO_QUERY_MTU + DTLS_set_link_mtu): handshake messages are fragmented to
+ * fit. The IP+UDP overhead is taken off (28 bytes on IPv4, 48 on IPv6; memory and
+ * pair transports count 28). Without a call, sockets use the kernel's path MTU and
+ * memory/pair transports 1500. TRK_ARG below the minimum OpenSSL accepts (256);
+ * TRK_STATE on a closed or TLS connection.
+ */
+trk_status trk_conn_set_mtu(trk_conn *conn, long mtu, trk_error *err);
+/* The largest write whose record fits in one packet of the current MTU
+ * (DTLS_get_data_mtu), 0 before a cipher is agreed, or on TLS. */
+size_t trk_conn_dtls_data_mtu(const trk_conn *conn);
 
 /* ------------------------------------------------------------------------- */
 /* I/O                                                                        */
