@@ -360,7 +360,7 @@ Connection_do_handshake(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_do_handshake(self->conn, &err);
@@ -503,7 +503,7 @@ Connection_shutdown(ConnectionObject *self, PyObject *unused)
     trk_status st;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_shutdown(self->conn, &complete, &err);
@@ -519,7 +519,7 @@ Connection_close(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     trk_conn_set_event_callback(self->conn, NULL, NULL);
     trk_conn_close(self->conn);           /* idempotent */
@@ -583,7 +583,7 @@ Connection_feed_eof(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     st = trk_conn_feed_eof(self->conn, &err);
     if (conn_finish(self, entered, st, &err, NULL) < 0)
@@ -601,7 +601,7 @@ Connection_drain(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     avail = trk_conn_outgoing(self->conn);
     buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)avail);
