@@ -398,6 +398,30 @@ def test_callback_may_read_but_not_drive_its_connection():
     assert server.read() == b"outside"
 
 
+@pytest.mark.parametrize("call", [
+    lambda c: c.do_handshake(), lambda c: c.shutdown(), lambda c: c.close(),
+    lambda c: c.read(), lambda c: c.key_update(), lambda c: c.renegotiate(),
+    lambda c: c.set_rekey_policy(records=5),
+], ids=["do_handshake", "shutdown", "close", "read", "key_update", "renegotiate",
+        "set_rekey_policy"])
+def test_every_driving_call_is_refused_inside_a_callback(call):
+    client, server = tlsrekey.pair()
+    errors = []
+
+    def driver(event):
+        try:
+            call(client)
+        except tlsrekey.StateError as exc:
+            errors.append(exc)
+
+    client.set_event_callback(driver)
+    client.key_update(tlsrekey.KEY_UPDATE_NOT_REQUESTED, now=True)
+    assert len(errors) == 1 and "callback" in str(errors[0])
+    client.set_event_callback(None)
+    client.write(b"still usable")
+    assert server.read() == b"still usable"
+
+
 def test_callback_must_be_callable():
     client, _ = tlsrekey.pair()
     with pytest.raises(TypeError):
