@@ -164,7 +164,15 @@ static int remaining_ms(double deadline)
 }
 
 /* Waits for fd to become readable/writable: 1 ready, 0 timed out, -1 errno. */
-static int wait_fd(int fd, int for_write, double deadline)
+/* A signal arrived: does the caller want the call to end? (Python's Ctrl-C.) */
+static int interrupted(const trk_conn *c)
+{
+    return c != NULL && c->interrupt_fn != NULL && c->interrupt_fn(c->interrupt_ud) != 0;
+}
+
+/* Waits for fd to become readable/writable: 1 ready, 0 timed out, -1 errno,
+ * -2 interrupted (a signal and the connection's interrupt check said stop). */
+static int wait_fd(const trk_conn *c, int fd, int for_write, double deadline)
 {
     struct pollfd p = {.fd = fd, .events = for_write ? POLLOUT : POLLIN};
     for (;;) {
@@ -173,7 +181,15 @@ static int wait_fd(int fd, int for_write, double deadline)
             return r;
         if (errno != EINTR)
             return -1;
+        if (interrupted(c))
+            return -2;
     }
+}
+
+void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata)
+{
+    conn->interrupt_fn = fn;
+    conn->interrupt_ud = fn != NULL ? userdata : NULL;
 }
 
 static int connect_one(const struct addrinfo *ai, double deadline, int *out)
@@ -189,7 +205,7 @@ static int connect_one(const struct addrinfo *ai, double deadline, int *out)
             close(fd);
             return e;
         }
-        int r = wait_fd(fd, 1, deadline);
+        int r = wait_fd(NULL, fd, 1, deadline);
         int soerr = 0;
         socklen_t len = sizeof soerr;
         if (r == 0)
@@ -533,7 +549,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
     for (;;) {
         errno = 0;
         int ret = step(conn, arg, n);
-        trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, errno, op, err);
+        int step_errno = errno;
+        trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, step_errno, op, err);
         if (ret > 0)
             ERR_clear_error();
         if (st == TRK_WANT_READ || st == TRK_WANT_WRITE) {
@@ -552,9 +569,16 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                         on_timer = 1;
                     }
                 }
-                int r = wait_fd(conn->fd, st == TRK_WANT_WRITE, until);
+                /* A signal can end a blocking read() inside OpenSSL (EINTR, which
+                 * it reports as a retry) or our poll(): ask before waiting on. */
+                int r = step_errno == EINTR && interrupted(conn)
+                            ? -2
+                            : wait_fd(conn, conn->fd, st == TRK_WANT_WRITE, until);
                 if (r > 0)
                     continue;
+                if (r == -2)
+                    return trk__fail(err, TRK_CALLBACK, "interrupted",
+                                     "%s: interrupted by a signal", op);
                 if (r == 0 && on_timer) {
                     trk_status ts = trk__dtls_on_timer(conn, op, err);
                     if (ts != TRK_OK && ts != TRK_WANT_READ && ts != TRK_WANT_WRITE)

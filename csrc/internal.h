@@ -93,6 +93,8 @@ struct trk_conn {
 
     trk_event_fn event_fn;
     void *event_ud;
+    trk_interrupt_fn interrupt_fn;
+    void *interrupt_ud;
     int callback_failed;      /* an event callback returned nonzero during this call */
 };
 

@@ -105,11 +105,14 @@ trk_status trk__write_chunk(trk_conn *conn, const void *buf, size_t len, size_t 
     static const char nothing[1];
     struct io_buf b = {(void *)(buf != NULL ? buf : nothing), len};
     trk_status st = trk__drive(conn, step_write, &b, n, "write", err);
-    if (st == TRK_OK || st == TRK_CALLBACK) {
+    /* TRK_CALLBACK after the data went out (an event callback failed) counts as
+     * written; an interrupted wait (also TRK_CALLBACK) wrote nothing yet. */
+    if (st == TRK_OK || (st == TRK_CALLBACK && *n == len)) {
         conn->write_pending = 0;
         conn->stats.bytes_written += *n;
     } else {
-        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT)
+        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT ||
+            st == TRK_CALLBACK)
             conn->write_pending = 1;
         *n = 0;
     }

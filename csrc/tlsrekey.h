@@ -608,6 +608,18 @@ typedef int (*trk_event_fn)(void *userdata, trk_conn *conn, const trk_event *eve
 void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata);
 
 /* ------------------------------------------------------------------------- */
+/* Interruption                                                               */
+/* ------------------------------------------------------------------------- */
+
+/* Called (on the calling thread) when a signal interrupts a wait of a socket
+ * connection, blocking or with a timeout. Return nonzero to end the call with
+ * TRK_CALLBACK ("interrupted"): the shim re-raises what its check parked (Python's
+ * KeyboardInterrupt). The connection stays usable; an interrupted write must be
+ * retried with the same data. fn NULL removes it. */
+typedef int (*trk_interrupt_fn)(void *userdata);
+void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------------- */
 /* Test certificates                                                          */
 /* ------------------------------------------------------------------------- */
 

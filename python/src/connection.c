@@ -213,6 +213,25 @@ fail:
 
 /* Runs inside a core call, the GIL released by that call. Nonzero makes the core
  * call return TRK_CALLBACK. */
+/* Moves the raised exception into self->parked (the first one wins). GIL held. */
+static void
+park_exception(ConnectionObject *self)
+{
+    if (self->parked == NULL) {
+        PyObject *type, *value, *tb;
+
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL)
+            PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        self->parked = value;
+    } else {
+        PyErr_Clear();
+    }
+}
+
 static int
 event_trampoline(void *userdata, trk_conn *conn, const trk_event *ev)
 {
@@ -235,20 +254,27 @@ event_trampoline(void *userdata, trk_conn *conn, const trk_event *ev)
         goto out;
     }
     rc = 1;
-    if (self->parked == NULL) {
-        PyObject *type, *value, *tb;
-
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        self->parked = value;
-    } else {
-        PyErr_Clear();
-    }
+    park_exception(self);
 out:
+    PyGILState_Release(gil);
+    return rc;
+}
+
+/* The core's interrupt check: a signal ended a wait on the socket. Python's
+ * handlers run here (Ctrl-C raises KeyboardInterrupt); an exception from one is
+ * parked and stops the call, which then re-raises it. Off the main thread
+ * PyErr_CheckSignals does nothing, so the wait simply goes on. */
+static int
+interrupt_trampoline(void *userdata)
+{
+    ConnectionObject *self = userdata;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = 0;
+
+    if (!self->dying && PyErr_CheckSignals() < 0) {
+        park_exception(self);
+        rc = 1;
+    }
     PyGILState_Release(gil);
     return rc;
 }
@@ -285,6 +311,7 @@ shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock, shim_lock
         }
     }
     self->lock = lock;
+    trk_conn_set_interrupt_check(conn, interrupt_trampoline, self);
     PyObject_GC_Track(self);
     return self;
 }

@@ -3,7 +3,9 @@ memory transport (feed/drain), read_into, pending, shutdown, write(b"")."""
 import array
 import os
 import select
+import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -326,3 +328,30 @@ def test_close_leaves_a_wrapped_socket_open(socket_pair_factory):
     assert a.fileno() >= 0
     a.sendall(b"plain")                          # still a working socket
     assert link.socks[1].recv(100).endswith(b"plain")
+
+
+def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert):
+    """A read blocked forever on a quiet peer ends with KeyboardInterrupt at Ctrl-C
+    (the core asks the shim at each interrupted wait), and the connection still
+    works afterwards."""
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    try:
+        server = tlsrekey.Context.server(cert, key).wrap(b)
+        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
+        t = threading.Thread(target=server.do_handshake)
+        t.start()
+        client.do_handshake()
+        t.join(TIMEOUT)
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            client.read()
+        assert time.monotonic() - start < TIMEOUT
+        timer.join()
+        server.write(b"after the interrupt")
+        assert client.read() == b"after the interrupt"
+    finally:
+        a.close()
+        b.close()
