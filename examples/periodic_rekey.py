@@ -1,14 +1,15 @@
 """A long-lived TLS 1.3 connection that updates its keys as it goes.
 
 A server (in a thread) and a client on 127.0.0.1: the client streams 16 MiB and
-updates its sending keys every REKEY_BYTES, every other time asking the server to
-update its own as well. The server only reads, so it answers those requests itself
-with a zero-length write (OpenSSL sends the reply lazily, with the next write: a
-peer that only reads would otherwise never rotate its keys). Both ends print each
-KeyUpdate from their event callbacks, then their counters.
+gives its connection a rekey policy: before any write that would take the bytes sent
+under one key past REKEY_BYTES, the core updates the keys itself, asking the server
+to update its own too. For comparison, the first MANUAL_UPDATES updates are made by
+hand with key_update(), the way to do it at moments of your own choosing.
 
-The core's automatic rekey policy (bytes / records / seconds thresholds) is not in
-the Python API yet, so this example calls key_update() itself every REKEY_BYTES.
+The server only reads, so it answers the update requests itself with a zero-length
+write (OpenSSL sends the reply lazily, with the next write: a peer that only reads
+would otherwise never rotate its keys). Both ends print each KeyUpdate from their
+event callbacks ("automatic" marks the policy's), then their counters.
 
     python examples/periodic_rekey.py
 """
@@ -22,6 +23,7 @@ import tlsrekey
 TOTAL = 16 * 1024 * 1024
 CHUNK = 16 * 1024
 REKEY_BYTES = 2 * 1024 * 1024
+MANUAL_UPDATES = 2
 TIMEOUT = 10.0
 
 print_lock = threading.Lock()
@@ -33,6 +35,8 @@ def show(event: dict[str, Any]) -> None:
     if not event["name"].startswith("key_update"):
         return
     kind = "requested" if event["request_update"] else "not requested"
+    if event.get("automatic"):
+        kind += ", automatic"
     stats = event["connection"].stats
     with print_lock:
         print("  %-6s %-20s (%s)  sent %d, received %d" % (
@@ -78,19 +82,19 @@ def main() -> None:
             print("connected: %s %s; streaming %d MiB, new keys every %d MiB"
                   % (conn.version, conn.cipher, TOTAL >> 20, REKEY_BYTES >> 20))
             digest = hashlib.sha256()
-            since_rekey, updates = 0, 0
             block = bytes(range(256)) * (CHUNK // 256)
-            for _ in range(TOTAL // CHUNK):
-                if since_rekey + len(block) > REKEY_BYTES:
-                    # Scheduled now, on the wire ahead of this write's data: no key
-                    # protects more than REKEY_BYTES.
-                    since_rekey = 0
-                    updates += 1
-                    conn.key_update(tlsrekey.KEY_UPDATE_REQUESTED if updates % 2
-                                    else tlsrekey.KEY_UPDATE_NOT_REQUESTED)
+            blocks_per_key = REKEY_BYTES // CHUNK
+            manual_blocks = MANUAL_UPDATES * blocks_per_key
+            for i in range(TOTAL // CHUNK):
+                if i < manual_blocks and i % blocks_per_key == blocks_per_key - 1:
+                    # By hand: scheduled now, on the wire ahead of this write's data.
+                    conn.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+                elif i == manual_blocks:
+                    # From here on the core does it, before the write that would
+                    # cross the threshold, so no key protects more than REKEY_BYTES.
+                    conn.set_rekey_policy(bytes=REKEY_BYTES, request_peer=True)
                 conn.write(block)
                 digest.update(block)
-                since_rekey += len(block)
             answer = conn.read(32)         # the server's digest of what it got
             assert answer == digest.digest(), "the data arrived changed"
             client_stats = conn.stats
@@ -101,9 +105,13 @@ def main() -> None:
         print("%-6s key updates sent %d (requests %d), received %d (requests %d)" % (
             name, stats["key_updates_sent"], stats["key_update_requests_sent"],
             stats["key_updates_received"], stats["key_update_requests_received"]))
-    assert client_stats["key_updates_sent"] == updates
+    print("client: %d updates by hand, %d by the rekey policy"
+          % (MANUAL_UPDATES, client_stats["automatic_rekeys"]))
+    updates = client_stats["key_updates_sent"]
+    assert updates == MANUAL_UPDATES + client_stats["automatic_rekeys"]
+    assert client_stats["automatic_rekeys"] >= 1
     assert result["stats"]["key_updates_received"] == updates
-    assert client_stats["key_updates_received"] == (updates + 1) // 2
+    assert client_stats["key_updates_received"] == updates      # every one requested
 
 
 if __name__ == "__main__":

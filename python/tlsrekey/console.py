@@ -82,6 +82,8 @@ def describe_event(ev: dict[str, Any], stats: dict[str, int]) -> str:
     if name.startswith("key_update_"):
         direction = name[len("key_update_"):]
         kind = "update_requested" if ev.get("request_update") else "update_not_requested"
+        if ev.get("automatic"):
+            kind += ", by the rekey policy"
         return ("KeyUpdate %s (%s)   [KeyUpdates sent %d, received %d; requests sent %d, "
                 "received %d]" % (direction, kind, stats["key_updates_sent"],
                                   stats["key_updates_received"],
