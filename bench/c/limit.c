@@ -19,9 +19,12 @@
  * X25519); the negotiated parameters are checked and a mismatch is fatal.
  *
  * Output: one JSON object on stdout, as every implementation prints it:
- *   {"ops": N, "elapsed": seconds, "negotiated": {...}}      timed workloads
+ *   {"ops": N, "elapsed": s, "cpu": s, "negotiated": {...}}  timed workloads
  *   {"ops": N, "rss_delta": bytes, "negotiated": {...}}      MEM
- * (only the client prints timings in socket mode; the server prints {"ops": N}).
+ * elapsed is wall time, cpu this process's CPU time, both over the timed loop. In
+ * socket mode the client's clock is the one that counts (it stops when the server
+ * says it has read everything); the server reports its own CPU time and no
+ * "negotiated" (the client checks).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,11 +62,36 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static double now(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The workload's clocks: wall time, and this process's CPU time. */
+static double wall0, wall1, cpu0, cpu1;
+
+static void clock_start(void)
+{
+    cpu0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    wall0 = clock_seconds(CLOCK_MONOTONIC);
+}
+
+static void clock_stop(void)
+{
+    wall1 = clock_seconds(CLOCK_MONOTONIC);
+    cpu1 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+/* The result line of a timed workload; neg NULL for a socket server. */
+static void print_timed(long n, const char *neg)
+{
+    printf("{\"ops\": %ld, \"elapsed\": %.9f, \"cpu\": %.9f", n, wall1 - wall0,
+           cpu1 - cpu0);
+    if (neg != NULL)
+        printf(", \"negotiated\": %s", neg);
+    printf("}\n");
 }
 
 static long rss_bytes(void)
@@ -212,7 +240,6 @@ static void run_pair(void)
     SSL_CTX *cctx = make_ctx(0), *sctx = make_ctx(1);
     SSL *c, *s;
     long n = opt.count;
-    double t0, t1;
 
     memset(buf, 'x', sizeof buf);
     if (strcmp(opt.workload, "W4") == 0 || strcmp(opt.workload, "MEM") == 0) {
@@ -227,7 +254,7 @@ static void run_pair(void)
         SSL_free(s);
         if (mem)
             rss0 = rss_bytes();
-        t0 = now();
+        clock_start();
         for (long i = 0; i < n; i++) {
             pair_new(cctx, sctx, &c, &s);
             write_all(s, "x", 1);
@@ -240,19 +267,18 @@ static void run_pair(void)
                 SSL_free(s);
             }
         }
-        t1 = now();
+        clock_stop();
         if (mem)
             printf("{\"ops\": %ld, \"rss_delta\": %ld, \"negotiated\": %s}\n", n,
                    rss_bytes() - rss0, neg);
         else
-            printf("{\"ops\": %ld, \"elapsed\": %.9f, \"negotiated\": %s}\n", n, t1 - t0,
-                   neg);
+            print_timed(n, neg);
         return;
     }
 
     pair_new(cctx, sctx, &c, &s);
     check_negotiated(c, neg, sizeof neg);
-    t0 = now();
+    clock_start();
     if (strcmp(opt.workload, "W1") == 0) {
         for (long i = 0; i < n; i++) {
             write_all(c, buf, CHUNK);
@@ -297,8 +323,8 @@ static void run_pair(void)
     } else {
         die("unknown workload %s", opt.workload);
     }
-    t1 = now();
-    printf("{\"ops\": %ld, \"elapsed\": %.9f, \"negotiated\": %s}\n", n, t1 - t0, neg);
+    clock_stop();
+    print_timed(n, neg);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -373,7 +399,6 @@ static void run_socket_conns(SSL_CTX *ctx, int server)
     char neg[200] = "null";
     int mem = strcmp(opt.workload, "MEM") == 0, lfd = -1;
     long n = opt.count, rss0 = 0;
-    double t0 = 0, t1;
 
     unix_addr(&a);
     if (server) {
@@ -384,7 +409,7 @@ static void run_socket_conns(SSL_CTX *ctx, int server)
     for (long i = -1; i < n; i++) {
         if (i == 0) {
             rss0 = rss_bytes();
-            t0 = now();
+            clock_start();
         }
         int fd = server ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC) : unix_connect(&a);
         if (fd < 0)
@@ -403,15 +428,12 @@ static void run_socket_conns(SSL_CTX *ctx, int server)
             close(fd);
         } /* else kept open until the process exits */
     }
-    t1 = now();
+    clock_stop();
     if (mem)
         printf("{\"ops\": %ld, \"rss_delta\": %ld, \"negotiated\": %s}\n", n,
                rss_bytes() - rss0, neg);
-    else if (server)
-        printf("{\"ops\": %ld}\n", n);
     else
-        printf("{\"ops\": %ld, \"elapsed\": %.9f, \"negotiated\": %s}\n", n, t1 - t0,
-               neg);
+        print_timed(n, server ? NULL : neg);
 }
 
 static void run_socket(void)
@@ -421,7 +443,6 @@ static void run_socket(void)
     SSL_CTX *ctx = make_ctx(server);
     char neg[200] = "null";
     long n = opt.count;
-    double t0 = 0, t1;
     SSL *ssl;
 
     memset(buf, 'x', sizeof buf);
@@ -437,7 +458,7 @@ static void run_socket(void)
     if (!server)
         check_negotiated(ssl, neg, sizeof neg);
     sync_ends(ssl, server);
-    t0 = now();
+    clock_start();
     if (strcmp(opt.workload, "W1") == 0) {
         if (server) {
             long total = n * CHUNK, got = 0;
@@ -493,11 +514,8 @@ static void run_socket(void)
     } else {
         read_exact(ssl, rbuf, 1);
     }
-    t1 = now();
-    if (server)
-        printf("{\"ops\": %ld}\n", n);
-    else
-        printf("{\"ops\": %ld, \"elapsed\": %.9f, \"negotiated\": %s}\n", n, t1 - t0, neg);
+    clock_stop();
+    print_timed(n, server ? NULL : neg);
 }
 
 int main(int argc, char **argv)

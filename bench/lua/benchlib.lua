@@ -15,6 +15,27 @@ local B = {
   now = socket.gettime,
 }
 
+-- The workload's clocks: wall time and this process's CPU time (os.clock).
+local clock = {}
+
+function B.start()
+  clock = { cpu0 = os.clock(), wall0 = socket.gettime() }
+end
+
+function B.stop()
+  clock.wall1 = socket.gettime()
+  clock.cpu1 = os.clock()
+end
+
+-- Adds elapsed (wall seconds) and cpu (CPU seconds) since B.start() to t; stops the
+-- clocks first if B.stop() was not called.
+function B.timed(t)
+  if not clock.wall1 then B.stop() end
+  t.elapsed = clock.wall1 - clock.wall0
+  t.cpu = clock.cpu1 - clock.cpu0
+  return t
+end
+
 function B.fail(msg)
   io.stderr:write((arg and arg[0] or "bench") .. ": " .. tostring(msg) .. "\n")
   os.exit(1)

@@ -46,11 +46,11 @@ end
 local function run_socket_conns(cctx, sctx)
   local mem = a.workload == "MEM"
   local lsock = a.server and B.listen(a.path) or nil
-  local neg, keep, t0, rss0 = nil, {}, 0, 0
+  local neg, keep, rss0 = nil, {}, 0
   for i = 0, n do
     if i == 1 then
       rss0 = B.rss()
-      t0 = B.now()
+      B.start()
     end
     local conn
     if a.server then
@@ -63,13 +63,13 @@ local function run_socket_conns(cctx, sctx)
     end
     if mem and i > 0 then keep[i] = conn else conn:close() end
   end
-  local t1 = B.now()
+  B.stop()
   if mem then
     B.emit { ops = n, rss_delta = B.rss() - rss0, negotiated = neg }
   elseif a.server then
-    B.emit { ops = n }
+    B.emit(B.timed { ops = n })
   else
-    B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+    B.emit(B.timed { ops = n, negotiated = neg })
   end
 end
 
@@ -86,7 +86,7 @@ local function run_socket()
   else
     w(conn, "s"); assert(r(conn, 1))
   end
-  local t0 = B.now()
+  B.start()
   if a.workload == "W1" then
     if server then
       local CH = B.CHUNK
@@ -111,10 +111,10 @@ local function run_socket()
   end
   if server then
     w(conn, "d")
-    B.emit { ops = n }
+    B.emit(B.timed { ops = n })
   else
     assert(r(conn, 1))
-    B.emit { ops = n, elapsed = B.now() - t0, negotiated = neg }
+    B.emit(B.timed { ops = n, negotiated = neg })
   end
 end
 

@@ -49,7 +49,7 @@ local function run_pair()
     c:close(); s:close()
     local keep = a.workload == "MEM" and {} or nil
     local rss0 = B.rss()
-    local t0 = B.now()
+    B.start()
     for i = 1, n do
       c, s = pair(cctx, sctx, B.HOST)
       s:write("x")
@@ -60,11 +60,11 @@ local function run_pair()
         c:close(); s:close()
       end
     end
-    local t1 = B.now()
+    B.stop()
     if keep then
       B.emit { ops = n, rss_delta = B.rss() - rss0, negotiated = neg }
     else
-      B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+      B.emit(B.timed { ops = n, negotiated = neg })
     end
     return
   end
@@ -72,18 +72,17 @@ local function run_pair()
   local c, s = pair(cctx, sctx, B.HOST)
   local neg = negotiated(c)
   local cw, sw, cr, sr = c.write, s.write, c.read, s.read
-  local t0, t1
   if a.workload == "W1" then
     local buf, CH = string.rep("x", B.CHUNK), B.CHUNK
-    t0 = B.now()
+    B.start()
     for _ = 1, n do
       cw(c, buf)
       if #sr(s, CH) ~= CH then B.fail("short read") end
     end
-    t1 = B.now()
+    B.stop()
   elseif a.workload == "W2" then
     local msg, M = string.rep("m", B.MSG), B.MSG
-    t0 = B.now()
+    B.start()
     for _ = 1, n do
       cw(c, msg)
       local d = sr(s, M)
@@ -92,44 +91,44 @@ local function run_pair()
       d = cr(c, M)
       if #d ~= M then read_exact(c, M - #d) end
     end
-    t1 = B.now()
+    B.stop()
   elseif a.workload == "W3" then
     local ku = c.key_update
-    t0 = B.now()
+    B.start()
     for _ = 1, n do
       ku(c)
       cw(c, "x")
       sr(s, 1)
     end
-    t1 = B.now()
+    B.stop()
     if c:stats().key_updates_sent ~= n or s:stats().key_updates_received ~= n then
       B.fail("key update count mismatch")
     end
   elseif a.workload == "W3b" then
     local reneg = c.renegotiate
-    t0 = B.now()
+    B.start()
     for _ = 1, n do
       reneg(c)
       cw(c, "x")            -- the pair runs the handshake inside this write
       sr(s, 1)
     end
-    t1 = B.now()
+    B.stop()
     if c:stats().renegotiations ~= n or c:session_reused() then
       B.fail("expected full renegotiations")
     end
   end
-  B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+  B.emit(B.timed { ops = n, negotiated = neg })
 end
 
 -- W4 and MEM: one Unix-socket connection per handshake (see limit.c).
 local function run_socket_conns(cctx, sctx)
   local mem = a.workload == "MEM"
   local lsock = a.server and B.listen(a.path) or nil
-  local neg, keep, t0, rss0 = nil, {}, 0, 0
+  local neg, keep, rss0 = nil, {}, 0
   for i = 0, n do
     if i == 1 then
       rss0 = B.rss()
-      t0 = B.now()
+      B.start()
     end
     local sock, conn
     if a.server then
@@ -151,13 +150,13 @@ local function run_socket_conns(cctx, sctx)
       sock:close()
     end
   end
-  local t1 = B.now()
+  B.stop()
   if mem then
     B.emit { ops = n, rss_delta = B.rss() - rss0, negotiated = neg }
   elseif a.server then
-    B.emit { ops = n }
+    B.emit(B.timed { ops = n })
   else
-    B.emit { ops = n, elapsed = t1 - t0, negotiated = neg }
+    B.emit(B.timed { ops = n, negotiated = neg })
   end
 end
 
@@ -175,7 +174,7 @@ local function run_socket()
   else
     w(conn, "s"); read_exact(conn, 1)
   end
-  local t0 = B.now()
+  B.start()
   if a.workload == "W1" then
     if server then
       local left = n * B.CHUNK
@@ -216,10 +215,10 @@ local function run_socket()
   end
   if server then
     w(conn, "d")
-    B.emit { ops = n }
+    B.emit(B.timed { ops = n })
   else
     read_exact(conn, 1)
-    B.emit { ops = n, elapsed = B.now() - t0, negotiated = neg }
+    B.emit(B.timed { ops = n, negotiated = neg })
   end
 end
 

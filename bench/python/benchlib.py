@@ -4,7 +4,7 @@ written out in each program, with methods bound to locals, so that no helper cal
 sits inside a timed loop (bench/README.md).
 
 Every program takes the arguments of bench/c/limit.c and prints one JSON object:
-  {"ops": N, "elapsed": s, "negotiated": {...}}     a timed workload
+  {"ops": N, "elapsed": s, "cpu": s, "negotiated": {...}}  a timed workload
   {"ops": N, "rss_delta": bytes, "negotiated": ...} MEM
   {"na": "reason"}                                  the binding cannot do this
 """
@@ -31,6 +31,29 @@ GROUPS13 = "X25519"
 GROUPS12 = "X25519:P-256"
 
 now = time.perf_counter
+_clock = {}
+
+
+def start():
+    """Starts the workload's clocks: wall time and this process's CPU time."""
+    _clock.clear()
+    _clock["cpu0"] = time.process_time()
+    _clock["wall0"] = now()
+
+
+def stop():
+    _clock["wall1"] = now()
+    _clock["cpu1"] = time.process_time()
+    return timing()
+
+
+def timing():
+    """{"elapsed": wall seconds, "cpu": CPU seconds} since start() (to now if not
+    stopped)."""
+    if "wall1" not in _clock:
+        stop()
+    return {"elapsed": _clock["wall1"] - _clock["wall0"],
+            "cpu": _clock["cpu1"] - _clock["cpu0"]}
 
 
 def parse_args(transports=("pair", "socket")):

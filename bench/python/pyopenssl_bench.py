@@ -107,7 +107,7 @@ def run_pair(args):
         keep = [] if args.workload == "MEM" else None
         gc.collect()
         rss0 = B.rss()
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             c, s, _ = mem_pair(cctx, sctx)
             s.send(b"x")
@@ -115,12 +115,12 @@ def run_pair(args):
             c.recv_into(rb)
             if keep is not None:
                 keep.append((c, s))
-        t1 = B.now()
+        B.stop()
         if keep is not None:
             gc.collect()
             B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
         else:
-            B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+            B.emit(ops=n, **B.timing(), negotiated=neg)
         return
 
     c, s, group = mem_pair(cctx, sctx)
@@ -129,16 +129,16 @@ def run_pair(args):
     cbr, cbw, sbr, sbw = c.bio_read, c.bio_write, s.bio_read, s.bio_write
     if args.workload == "W1":
         buf, rb, CH = b"x" * B.CHUNK, bytearray(B.CHUNK), B.CHUNK
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(buf)
             sbw(cbr(BUFSZ))
             if sr(rb) != CH:
                 B.fail("short read")
-        t1 = B.now()
+        B.stop()
     elif args.workload == "W2":
         msg, rb, M = b"m" * B.MSG, bytearray(B.MSG), B.MSG
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(msg)
             sbw(cbr(BUFSZ))
@@ -146,10 +146,10 @@ def run_pair(args):
             sw(rb)
             cbw(sbr(BUFSZ))
             cr(rb, M)
-        t1 = B.now()
+        B.stop()
     elif args.workload == "W3b":
         rb = bytearray(1)
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             if not c.renegotiate():
                 B.fail("renegotiate refused")
@@ -168,10 +168,10 @@ def run_pair(args):
                 B.fail("renegotiation does not progress")
             move(c, s)
             sr(rb, 1)
-        t1 = B.now()
+        B.stop()
         if c.total_renegotiations() != n:
             B.fail(f"expected {n} renegotiations, saw {c.total_renegotiations()}")
-    B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+    B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 # ---- sockets ----------------------------------------------------------------------
@@ -188,12 +188,12 @@ def run_socket_conns(args, cctx, sctx):
     lsock = B.listen(args.path) if args.server else None
     neg = None
     keep = []
-    t0 = rss0 = 0
+    rss0 = 0
     for i in range(-1, n):
         if i == 0:
             gc.collect()
             rss0 = B.rss()
-            t0 = B.now()
+            B.start()
         if args.server:
             sock = lsock.accept()[0]
             conn = new_conn(sctx, True, sock)
@@ -210,14 +210,14 @@ def run_socket_conns(args, cctx, sctx):
             keep.append((conn, sock))
         else:
             sock.close()
-    t1 = B.now()
+    B.stop()
     if mem:
         gc.collect()
         B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
     elif args.server:
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
-        B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+        B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 def run_socket(args):
@@ -239,7 +239,7 @@ def run_socket(args):
     else:
         w(b"s")
         read_exact(conn, rb, 1)
-    t0 = B.now()
+    B.start()
     if args.workload == "W1":
         if server:
             left = n * B.CHUNK
@@ -276,10 +276,10 @@ def run_socket(args):
                 B.fail(f"expected {n} renegotiations, saw {conn.total_renegotiations()}")
     if server:
         w(b"d")
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
         read_exact(conn, rb, 1)
-        B.emit(ops=n, elapsed=B.now() - t0, negotiated=neg)
+        B.emit(ops=n, **B.stop(), negotiated=neg)
 
 
 def main():

@@ -79,7 +79,7 @@ def run_pair(args):
         keep = [] if args.workload == "MEM" else None
         gc.collect()
         rss0 = B.rss()
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             c, s, (cin, cout, sin, sout), _ = mem_pair(cctx, sctx)
             s.write(b"x")
@@ -87,12 +87,12 @@ def run_pair(args):
             c.read(1, rb)
             if keep is not None:
                 keep.append((c, s, cin, cout, sin, sout))
-        t1 = B.now()
+        B.stop()
         if keep is not None:
             gc.collect()
             B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
         else:
-            B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+            B.emit(ops=n, **B.timing(), negotiated=neg)
         return
 
     c, s, (cin, cout, sin, sout), group = mem_pair(cctx, sctx)
@@ -101,16 +101,16 @@ def run_pair(args):
     cinw, coutr, sinw, soutr = cin.write, cout.read, sin.write, sout.read
     if args.workload == "W1":
         buf, rb, CH = b"x" * B.CHUNK, bytearray(B.CHUNK), B.CHUNK
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(buf)
             sinw(coutr())
             if sr(CH, rb) != CH:
                 B.fail("short read")
-        t1 = B.now()
+        B.stop()
     elif args.workload == "W2":
         msg, rb, M = b"m" * B.MSG, bytearray(B.MSG), B.MSG
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(msg)
             sinw(coutr())
@@ -118,8 +118,8 @@ def run_pair(args):
             sw(rb)
             cinw(soutr())
             cr(M, rb)
-        t1 = B.now()
-    B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+        B.stop()
+    B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 # ---- SSLSocket --------------------------------------------------------------------
@@ -155,12 +155,12 @@ def run_socket_conns(args, cctx, sctx):
     lsock = B.listen(args.path) if args.server else None
     neg = None
     keep = []
-    t0 = rss0 = 0
+    rss0 = 0
     for i in range(-1, n):
         if i == 0:
             gc.collect()
             rss0 = B.rss()
-            t0 = B.now()
+            B.start()
         if args.server:
             conn = sctx.wrap_socket(lsock.accept()[0], server_side=True)
             conn.sendall(b"x")
@@ -173,14 +173,14 @@ def run_socket_conns(args, cctx, sctx):
             keep.append(conn)
         else:
             conn.close()
-    t1 = B.now()
+    B.stop()
     if mem:
         gc.collect()
         B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
     elif args.server:
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
-        B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+        B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 def run_socket(args):
@@ -205,7 +205,7 @@ def run_socket(args):
     else:
         w(b"s")
         read_exact(conn, rb, 1)
-    t0 = B.now()
+    B.start()
     if args.workload == "W1":
         if server:
             left = n * B.CHUNK
@@ -234,10 +234,10 @@ def run_socket(args):
                     read_exact(conn, rb, M)
     if server:
         w(b"d")
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
         read_exact(conn, rb, 1)
-        B.emit(ops=n, elapsed=B.now() - t0, negotiated=neg)
+        B.emit(ops=n, **B.stop(), negotiated=neg)
 
 
 def main():

@@ -53,7 +53,7 @@ def run_pair(args):
         keep = [] if args.workload == "MEM" else None
         gc.collect()
         rss0 = B.rss()
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             c, s = make_pair(cctx, sctx)
             s.write(b"x")
@@ -63,12 +63,12 @@ def run_pair(args):
             else:
                 c.close()
                 s.close()
-        t1 = B.now()
+        B.stop()
         if keep is not None:
             gc.collect()
             B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
         else:
-            B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+            B.emit(ops=n, **B.timing(), negotiated=neg)
         return
 
     c, s = make_pair(cctx, sctx)
@@ -76,15 +76,15 @@ def run_pair(args):
     cw, sw, cr, sr = c.write, s.write, c.read_into, s.read_into
     if args.workload == "W1":
         buf, rb, CH = b"x" * B.CHUNK, bytearray(B.CHUNK), B.CHUNK
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(buf)
             if sr(rb) != CH:
                 read_exact(s, rb, CH)  # never in practice: one record per write
-        t1 = B.now()
+        B.stop()
     elif args.workload == "W2":
         msg, rb, M = b"m" * B.MSG, bytearray(B.MSG), B.MSG
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             cw(msg)
             if sr(rb) != M:
@@ -92,28 +92,28 @@ def run_pair(args):
             sw(rb)
             if cr(rb) != M:
                 read_exact(c, rb, M)
-        t1 = B.now()
+        B.stop()
     elif args.workload == "W3":
         ku, rb = c.key_update, bytearray(1)
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             ku()
             cw(b"x")
             sr(rb)
-        t1 = B.now()
+        B.stop()
         if c.stats["key_updates_sent"] != n or s.stats["key_updates_received"] != n:
             B.fail(f"expected {n} key updates, stats say {c.stats}")
     elif args.workload == "W3b":
         reneg, rb = c.renegotiate, bytearray(1)
-        t0 = B.now()
+        B.start()
         for _ in range(n):
             reneg()
             cw(b"x")      # the pair runs the handshake inside this write
             sr(rb)
-        t1 = B.now()
+        B.stop()
         if c.stats["renegotiations"] != n or c.session_reused:
             B.fail(f"expected {n} full renegotiations, stats say {c.stats}")
-    B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+    B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 def run_socket_conns(args, cctx, sctx):
@@ -122,12 +122,12 @@ def run_socket_conns(args, cctx, sctx):
     lsock = B.listen(args.path) if args.server else None
     neg = None
     keep = []
-    t0 = rss0 = 0
+    rss0 = 0
     for i in range(-1, n):
         if i == 0:
             gc.collect()
             rss0 = B.rss()
-            t0 = B.now()
+            B.start()
         if args.server:
             sock = lsock.accept()[0]
             conn = sctx.wrap(sock)
@@ -145,14 +145,14 @@ def run_socket_conns(args, cctx, sctx):
         else:
             conn.close()
             sock.close()
-    t1 = B.now()
+    B.stop()
     if mem:
         gc.collect()
         B.emit(ops=n, rss_delta=B.rss() - rss0, negotiated=neg)
     elif args.server:
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
-        B.emit(ops=n, elapsed=t1 - t0, negotiated=neg)
+        B.emit(ops=n, **B.timing(), negotiated=neg)
 
 
 def run_socket(args):
@@ -172,7 +172,7 @@ def run_socket(args):
     else:
         w(b"s")
         read_exact(conn, rb, 1)
-    t0 = B.now()
+    B.start()
     if args.workload == "W1":
         if server:
             left = n * B.CHUNK
@@ -211,10 +211,10 @@ def run_socket(args):
                 B.fail(f"expected {n} {key}, stats say {conn.stats}")
     if server:                       # everything read: the client's clock stops
         w(b"d")
-        B.emit(ops=n)
+        B.emit(ops=n, **B.timing())
     else:
         read_exact(conn, rb, 1)
-        B.emit(ops=n, elapsed=B.now() - t0, negotiated=neg)
+        B.emit(ops=n, **B.stop(), negotiated=neg)
 
 
 def main():
