@@ -18,6 +18,7 @@ local pair_options = {
   min_version = BOTH, max_version = BOTH, ciphers = BOTH, ciphersuites = BOTH,
   groups = BOTH, alpn = BOTH, keylog = BOTH, ignore_unexpected_eof = BOTH,
   release_buffers = BOTH, no_renegotiation = BOTH, rekey = BOTH,
+  dtls = BOTH, dtls_initial_timeout = BOTH, cookie_exchange = SERVER,
   cert = SERVER, key = SERVER, allow_client_renegotiation = SERVER,
   num_tickets = SERVER, session_cache = SERVER, verify_client = SERVER,
   verify = CLIENT, check_hostname = CLIENT, cafile = CLIENT, capath = CLIENT,
@@ -33,8 +34,9 @@ local renamed = { verify_client = "verify", client_cert = "cert", client_key = "
 -- checks server_hostname (default "localhost"). client_cert/client_key: a client
 -- certificate, which the server then trusts. Options for both ends: min_version,
 -- max_version, ciphers, ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
--- release_buffers, no_renegotiation, rekey (a policy table); for the server: allow_client_renegotiation,
--- verify_client, num_tickets, session_cache; for the client: verify,
+-- release_buffers, no_renegotiation, rekey (a policy table), dtls (true: DTLS 1.2
+-- contexts: datagrams), dtls_initial_timeout; for the server: allow_client_renegotiation,
+-- verify_client, num_tickets, session_cache, cookie_exchange; for the client: verify,
 -- check_hostname, capath.
 function M.pair_contexts(opts, fname)
   fname = fname or "pair_contexts"
@@ -48,8 +50,15 @@ function M.pair_contexts(opts, fname)
     if not where then
       error(("bad argument #1 to '%s' (unknown option '%s')"):format(fname, tostring(k)), 3)
     end
-    if where ~= CLIENT then sopts[renamed[k] or k] = v end
-    if where ~= SERVER then copts[renamed[k] or k] = v end
+    if k == "dtls" then
+      if type(v) ~= "boolean" then
+        error(("bad argument #1 to '%s' (option 'dtls' must be a boolean)"):format(fname), 3)
+      end
+      if v then sopts.protocol, copts.protocol = "dtls", "dtls" end
+    else
+      if where ~= CLIENT then sopts[renamed[k] or k] = v end
+      if where ~= SERVER then copts[renamed[k] or k] = v end
+    end
   end
   local hostname = opts.server_hostname or "localhost"
   copts.server_hostname = nil

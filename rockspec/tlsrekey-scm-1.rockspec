@@ -37,7 +37,7 @@ build = {
             "lua/src/connection.c", "lua/src/events.c", "lua/src/policy.c",
             "csrc/connection.c", "csrc/context.c", "csrc/error.c", "csrc/events.c",
             "csrc/info.c", "csrc/io.c", "csrc/policy.c", "csrc/rekey.c",
-            "csrc/testcert.c",
+            "csrc/testcert.c", "csrc/dtls.c",
          },
          incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
          libdirs = { "$(OPENSSL_LIBDIR)" },

@@ -635,6 +635,65 @@ static int conn_gettimeout(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------------- */
+/* DTLS                                                                        */
+/* ------------------------------------------------------------------------- */
+
+static int conn_is_dtls(lua_State *L)
+{
+    lua_pushboolean(L, trk_conn_is_dtls(check_open(L)->conn));
+    return 1;
+}
+
+/* conn:get_timeout() -> seconds until the DTLS retransmission timer fires (0 once it
+ * has), or nil when none runs. Not conn:gettimeout(), the socket's own timeout. */
+static int conn_get_timeout(lua_State *L)
+{
+    double seconds;
+
+    if (trk_conn_dtls_get_timeout(check_open(L)->conn, &seconds))
+        lua_pushnumber(L, (lua_Number)seconds);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* conn:handle_timeout() -> true; retransmits the last flight if the timer expired. */
+static int conn_handle_timeout(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = trk_conn_dtls_handle_timeout(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
+/* conn:set_mtu(n): the link MTU (e.g. 1500), instead of the socket's path MTU. */
+static int conn_set_mtu(lua_State *L)
+{
+    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    lua_Integer mtu = luaL_checkinteger(L, 2);
+    trk_error err;
+    trk_status st;
+
+    luaL_argcheck(L, mtu > 0 && mtu <= 65535, 2, "mtu must be from 1 to 65535");
+    c = check_idle(L);
+    st = trk_conn_set_mtu(c->conn, (long)mtu, &err);
+    if (st != TRK_OK)
+        return ltrk_raise(L, st, &err, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:data_mtu() -> the largest write that fits one packet (0 before a cipher). */
+static int conn_data_mtu(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)trk_conn_dtls_data_mtu(check_open(L)->conn));
+    return 1;
+}
+
 /* conn:context() -> the context userdata this connection was made from. */
 static int conn_context(lua_State *L)
 {
@@ -718,6 +777,11 @@ void ltrk_connection_open(lua_State *L)
         {"settimeout", conn_settimeout},
         {"gettimeout", conn_gettimeout},
         {"context", conn_context},
+        {"is_dtls", conn_is_dtls},
+        {"get_timeout", conn_get_timeout},
+        {"handle_timeout", conn_handle_timeout},
+        {"set_mtu", conn_set_mtu},
+        {"data_mtu", conn_data_mtu},
         {NULL, NULL}};
     static const luaL_Reg metamethods[] = {
         {"__gc", conn_close},

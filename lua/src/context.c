@@ -15,7 +15,8 @@ static const char *const context_options[] = {
     "mode", "cafile", "capath", "verify", "check_hostname", "min_version",
     "max_version", "cert", "key", "ciphers", "ciphersuites", "groups", "alpn",
     "keylog", "allow_client_renegotiation", "no_renegotiation",
-    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", "rekey", NULL};
+    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", "rekey",
+    "protocol", "cookie_exchange", "dtls_initial_timeout", NULL};
 
 ltrk_context *ltrk_check_context(lua_State *L, int idx)
 {
@@ -154,7 +155,7 @@ int ltrk_context_new(lua_State *L)
     trk_role role;
     const char *s;
     size_t len;
-    int allow_client, no_reneg, b;
+    int allow_client, no_reneg, b, dtls = 0;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -174,12 +175,22 @@ int ltrk_context_new(lua_State *L)
         return luaL_argerror(L, 1, lua_pushfstring(L, "option 'mode' must be \"client\" "
                                                       "or \"server\", got \"%s\"", s));
     lua_pop(L, 1);
+    if ((s = opt_string(L, "protocol", NULL)) != NULL) {
+        if (strcmp(s, "dtls") == 0)
+            dtls = 1;
+        else if (strcmp(s, "tls") != 0)
+            return luaL_argerror(L, 1, lua_pushfstring(L, "option 'protocol' must be "
+                                                          "\"tls\" or \"dtls\", got \"%s\"",
+                                                       s));
+    }
 
     /* The userdata first: from here on the collector owns whatever we create. */
     c = lua_newuserdatauv(L, sizeof *c, 0);
     c->ctx = NULL;
     luaL_setmetatable(L, LTRK_CONTEXT_MT);
-    check_option(L, trk_ctx_new(role, &c->ctx, &err), &err, "mode");
+    check_option(L, dtls ? trk_ctx_new_dtls(role, &c->ctx, &err)
+                         : trk_ctx_new(role, &c->ctx, &err),
+                 &err, dtls ? "protocol" : "mode");
 
     if ((s = opt_string(L, "min_version", NULL)) != NULL)
         check_option(L, trk_ctx_set_min_version(c->ctx, s, &err), &err, "min_version");
@@ -243,6 +254,18 @@ int ltrk_context_new(lua_State *L)
         trk_rekey_policy policy;
         ltrk_check_policy(L, -1, 1, &policy);
         check_option(L, trk_ctx_set_rekey_policy(c->ctx, &policy, &err), &err, "rekey");
+    }
+    lua_pop(L, 1);
+    if ((b = opt_boolean(L, "cookie_exchange")) >= 0)
+        check_option(L, trk_ctx_set_dtls_cookie_exchange(c->ctx, b, &err), &err,
+                     "cookie_exchange");
+    lua_getfield(L, 1, "dtls_initial_timeout");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, 1, "option 'dtls_initial_timeout' must be a number");
+        check_option(L, trk_ctx_set_dtls_initial_timeout(c->ctx, (double)lua_tonumber(L, -1),
+                                                         &err),
+                     &err, "dtls_initial_timeout");
     }
     lua_pop(L, 1);
     return 1;
@@ -343,7 +366,8 @@ static int context_connect(lua_State *L)
 }
 
 /* ctx:wrap(sock_or_fd, opts): a LuaSocket object (kept alive, never closed, its own
- * timeout followed unless opts.timeout says otherwise) or an integer fd. */
+ * timeout followed unless opts.timeout says otherwise) or an integer fd. A DTLS
+ * context takes a connected UDP socket (udp:setpeername). */
 static int context_wrap(lua_State *L)
 {
     ltrk_context *c = ltrk_check_context(L, 1);
@@ -425,6 +449,15 @@ static int context_role(lua_State *L)
     return 1;
 }
 
+/* ctx:protocol() -> "tls" | "dtls" */
+static int context_protocol(lua_State *L)
+{
+    ltrk_context *c = ltrk_check_context(L, 1);
+
+    lua_pushstring(L, trk_ctx_is_dtls(c->ctx) ? "dtls" : "tls");
+    return 1;
+}
+
 static int context_gc(lua_State *L)
 {
     ltrk_context *c = luaL_checkudata(L, 1, LTRK_CONTEXT_MT);
@@ -441,7 +474,8 @@ static int context_tostring(lua_State *L)
     if (c->ctx == NULL)
         lua_pushstring(L, "tlsrekey.context (released)");
     else
-        lua_pushfstring(L, "tlsrekey.context %s", trk_role_name(trk_ctx_role(c->ctx)));
+        lua_pushfstring(L, "tlsrekey.context %s%s", trk_role_name(trk_ctx_role(c->ctx)),
+                        trk_ctx_is_dtls(c->ctx) ? " dtls" : "");
     return 1;
 }
 
@@ -452,6 +486,7 @@ void ltrk_context_open(lua_State *L)
         {"wrap", context_wrap},
         {"memory", context_memory},
         {"role", context_role},
+        {"protocol", context_protocol},
         {NULL, NULL}};
     static const luaL_Reg metamethods[] = {
         {"__gc", context_gc},
