@@ -82,9 +82,20 @@ static int push_fn(lua_State *L, int idx)
 
 void ltrk_call_enter(lua_State *L, ltrk_connection *self)
 {
-    luaL_checkstack(L, 4, "tlsrekey: no stack space for the event function");
     self->L = L;
     self->busy = 1;
+    if (!self->has_fn && (self->peer == NULL || !self->peer->has_fn)) {
+        /* No event function on either end (the usual case): nothing to push, and no
+         * user value lookups on every read and write. */
+        self->fn_index = 0;
+        if (self->peer != NULL) {
+            self->peer->fn_index = 0;
+            self->peer->L = L;
+            self->peer->busy = 1;
+        }
+        return;
+    }
+    luaL_checkstack(L, 4, "tlsrekey: no stack space for the event function");
     self->fn_index = push_fn(L, 1);
     if (self->peer != NULL) {
         ltrk_connection *peer = self->peer;
@@ -151,6 +162,7 @@ int ltrk_on_event(lua_State *L)
     lua_getiuservalue(L, 1, LTRK_UV_EVENT_FN);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, 1, LTRK_UV_EVENT_FN);
-    trk_conn_set_event_callback(c->conn, lua_isnil(L, 2) ? NULL : on_core_event, c);
+    c->has_fn = !lua_isnil(L, 2);
+    trk_conn_set_event_callback(c->conn, c->has_fn ? on_core_event : NULL, c);
     return 1;
 }

@@ -49,6 +49,8 @@ typedef struct ltrk_connection {
     lua_State *L;                  /* the thread making the call */
     int fn_index;                  /* stack index of the event function, 0 if none */
     int busy;                      /* re-entry from an event callback is refused */
+    int has_fn;                    /* an on_event function is set: only then does a
+                                      core call look up the event functions */
     int parked_ref;                /* an error raised by the event function, parked
                                       in the registry until the core call returns */
 } ltrk_connection;
