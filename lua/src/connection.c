@@ -104,10 +104,29 @@ static void raise_closed(lua_State *L)
     ltrk_raise_status(L, TRK_STATE, "connection is closed", "the connection is closed");
 }
 
+/*
+ * The connection userdata at index 1 of a method. Every method carries the connection
+ * metatable as its upvalue 1 (ltrk_connection_open), so the check is one pointer
+ * comparison; luaL_checkudata looks the metatable up in the registry by name on every
+ * call (a tenth of the shim's cost per read or write). Anything else falls through to
+ * luaL_checkudata for its usual error message.
+ */
+static ltrk_connection *check_self(lua_State *L)
+{
+    ltrk_connection *c = lua_touserdata(L, 1);
+    int same = 0;
+
+    if (c != NULL && lua_getmetatable(L, 1)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    return same ? c : luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+}
+
 /* For questions: an open connection (event callbacks may ask them). */
 static ltrk_connection *check_open(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
 
     if (c->conn == NULL)
         raise_closed(L);
@@ -317,7 +336,7 @@ static int conn_outgoing(lua_State *L)
 /* conn:key_update([type [, now]]): type "not_requested" (default) or "requested". */
 static int conn_key_update(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
     int type = TRK_KEY_UPDATE_NOT_REQUESTED, now = 0;
     trk_error err;
     trk_status st;
@@ -397,7 +416,7 @@ static int opt_boolean_arg(lua_State *L, int arg, int def)
 /* conn:set_verify_client([required=true [, verify=true]]) */
 static int conn_set_verify_client(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
     int required = opt_boolean_arg(L, 2, 1);
     int verify = opt_boolean_arg(L, 3, 1);
     trk_error err;
@@ -504,7 +523,7 @@ static int conn_handshake_done(lua_State *L)
  * object, not an action on the connection. */
 static int conn_state(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
 
     lua_pushstring(L, c->conn != NULL ? trk_conn_state(c->conn) : "released");
     return 1;
@@ -572,7 +591,7 @@ static int conn_peer_certificate(lua_State *L)
 /* conn:export_keying_material(label, length [, context]) */
 static int conn_export_keying_material(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
     const char *label = luaL_checkstring(L, 2);
     lua_Integer length = luaL_checkinteger(L, 3);
     size_t context_len = 0;
@@ -673,7 +692,7 @@ static int conn_handle_timeout(lua_State *L)
 /* conn:set_mtu(n): the link MTU (e.g. 1500), instead of the socket's path MTU. */
 static int conn_set_mtu(lua_State *L)
 {
-    ltrk_connection *c = luaL_checkudata(L, 1, LTRK_CONNECTION_MT);
+    ltrk_connection *c = check_self(L);
     lua_Integer mtu = luaL_checkinteger(L, 2);
     trk_error err;
     trk_status st;
@@ -791,7 +810,9 @@ void ltrk_connection_open(lua_State *L)
 
     luaL_newmetatable(L, LTRK_CONNECTION_MT);
     luaL_setfuncs(L, metamethods, 0);
-    luaL_newlib(L, methods);
+    luaL_newlibtable(L, methods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1); /* upvalue 1 of every method: the metatable */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }
