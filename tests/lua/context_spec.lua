@@ -25,7 +25,7 @@ describe("contexts", function()
   it("wrong_option_types_name_the_option", function()
     for name, value in pairs { verify = "yes", check_hostname = 1, cafile = true, cert = 1,
                                min_version = 12, alpn = "h2", num_tickets = "2",
-                               allow_client_renegotiation = "no", keylog = false } do
+                               allow_client_renegotiation = "no", keylog = 5 } do
       local msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "client", [name] = value })
       assert.truthy(msg:find("'" .. name .. "'", 1, true), msg)
     end

@@ -151,8 +151,12 @@ describe("errors", function()
       c:write("x")
       local err = H.error_of(function() H.read_until(s, function() return false end) end)
       assert.equal(boom, err) -- the very value, not a copy
-      -- the connection stays usable; the next calls do not raise it again
+      -- the connection stays usable, the data of that read is kept for the next
+      -- one, and the next calls do not raise the error again
       s:on_event(nil)
+      local kept
+      H.read_until(s, function() return kept ~= nil end, function(data) kept = data end)
+      assert.equal("x", kept)
       assert.equal("y", H.exchange(c, s, "y"))
       assert.equal("z", H.exchange(s, c, "z"))
     end)

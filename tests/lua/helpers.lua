@@ -110,13 +110,17 @@ function H.exchange(from, to, data)
 end
 
 --- Reads on `conn` (keeping what it reads) until check() is true: for protocol
--- messages that carry no data, such as a KeyUpdate. Returns the data read.
-function H.read_until(conn, check)
+-- messages that carry no data, such as a KeyUpdate. Returns the data read;
+-- on_data(s), if given, sees each piece as it arrives.
+function H.read_until(conn, check, on_data)
   local got = {}
   local deadline = socket.gettime() + DEADLINE
   while not check() do
     local s = conn:read()
-    if s then got[#got + 1] = s end
+    if s then
+      got[#got + 1] = s
+      if on_data then on_data(s) end
+    end
     assert(socket.gettime() < deadline, "read_until: the condition never came true")
     socket.sleep(0.0002)
   end
