@@ -61,6 +61,10 @@ function M.pair_contexts(opts, fname)
     end
   end
   local hostname = opts.server_hostname or "localhost"
+  if type(hostname) ~= "string" or hostname:find("\0", 1, true) then
+    error(("bad argument #1 to '%s' (option 'server_hostname' must be a string "
+           .. "without NUL bytes)"):format(fname), 3)
+  end
   copts.server_hostname = nil
   if sopts.cert == nil then
     if sopts.key ~= nil then

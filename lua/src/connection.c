@@ -72,11 +72,13 @@ int ltrk_pair_new(lua_State *L)
 {
     ltrk_context *cctx = ltrk_check_context(L, 1);
     ltrk_context *sctx = ltrk_check_context(L, 2);
-    const char *hostname = luaL_optstring(L, 3, NULL);
+    size_t hlen = 0;
+    const char *hostname = luaL_optlstring(L, 3, NULL, &hlen);
     ltrk_connection *client, *server;
     trk_error err;
     trk_status st;
 
+    ltrk_no_nul(L, hostname, hlen, 3, "server_hostname");
     lua_settop(L, 3);
     client = ltrk_connection_new(L, 1); /* 4 */
     server = ltrk_connection_new(L, 2); /* 5 */
@@ -313,7 +315,8 @@ static int conn_drain(lua_State *L)
     lua_settop(L, 1);
     ltrk_call_enter(L, c);
     p = luaL_buffinitsize(L, &b, want > 0 ? want : 1);
-    st = want > 0 ? trk_conn_drain(c->conn, p, want, &n, &err) : TRK_OK;
+    /* always asked: on a connection that is not a memory one it says so */
+    st = trk_conn_drain(c->conn, p, want, &n, &err);
     leave(L, c, st);
     if (st != TRK_OK)
         return ltrk_raise(L, st, &err, 0);
@@ -592,7 +595,8 @@ static int conn_peer_certificate(lua_State *L)
 static int conn_export_keying_material(lua_State *L)
 {
     ltrk_connection *c = check_self(L);
-    const char *label = luaL_checkstring(L, 2);
+    size_t label_len;
+    const char *label = luaL_checklstring(L, 2, &label_len);
     lua_Integer length = luaL_checkinteger(L, 3);
     size_t context_len = 0;
     const char *context = luaL_optlstring(L, 4, NULL, &context_len);
@@ -601,6 +605,7 @@ static int conn_export_keying_material(lua_State *L)
     trk_status st;
     char *p;
 
+    ltrk_no_nul(L, label, label_len, 2, "label");
     luaL_argcheck(L, length > 0 && length <= MAX_EXPORT_LENGTH, 3,
                   "length must be from 1 to 16384");
     c = check_open(L);

@@ -47,11 +47,17 @@ static const char *opt_string(lua_State *L, const char *name, size_t *len)
     const char *s = NULL;
 
     lua_getfield(L, 1, name);
-    if (lua_type(L, -1) == LUA_TSTRING)
-        s = lua_tolstring(L, -1, len);
-    else if (!lua_isnil(L, -1))
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        s = lua_tolstring(L, -1, &n);
+        if (memchr(s, '\0', n) != NULL)
+            luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' contains a NUL byte", name));
+        if (len != NULL)
+            *len = n;
+    } else if (!lua_isnil(L, -1)) {
         luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a string, got %s",
                                             name, luaL_typename(L, -1)));
+    }
     lua_pop(L, 1); /* the string stays anchored in the options table */
     return s;
 }
@@ -139,7 +145,9 @@ static void apply_alpn(lua_State *L, ltrk_context *c)
         lua_rawgeti(L, -1, i);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_argerror(L, 1, "option 'alpn' must be an array of strings");
-        protos[i - 1] = lua_tostring(L, -1);
+        size_t plen;
+        protos[i - 1] = lua_tolstring(L, -1, &plen);
+        ltrk_no_nul(L, protos[i - 1], plen, 1, "an 'alpn' protocol name");
         lua_pop(L, 1); /* anchored in the array */
     }
     check_option(L, trk_ctx_set_alpn(c->ctx, protos, (size_t)n, &err), &err, "alpn");
@@ -226,7 +234,11 @@ int ltrk_context_new(lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, 1, "keylog"); /* a path, or true: honour SSLKEYLOGFILE */
     if (lua_type(L, -1) == LUA_TSTRING)
-        check_option(L, trk_ctx_set_keylog_file(c->ctx, lua_tostring(L, -1), &err), &err,
+        check_option(L, trk_ctx_set_keylog_file(c->ctx, ltrk_no_nul(L, lua_tostring(L, -1),
+                                                                    lua_rawlen(L, -1), 1,
+                                                                    "option 'keylog'"),
+                                                &err),
+                     &err,
                      "keylog");
     else if (lua_toboolean(L, -1) && lua_isboolean(L, -1))
         check_option(L, trk_ctx_set_keylog_from_env(c->ctx, &err), &err, "keylog");
@@ -295,7 +307,8 @@ static const char *conn_hostname(lua_State *L, int arg)
         return NULL;
     lua_getfield(L, arg, "server_hostname");
     if (lua_type(L, -1) == LUA_TSTRING)
-        s = lua_tostring(L, -1);
+        s = ltrk_no_nul(L, lua_tostring(L, -1), lua_rawlen(L, -1), arg,
+                        "option 'server_hostname'");
     else if (!lua_isnil(L, -1))
         luaL_argerror(L, arg, "option 'server_hostname' must be a string");
     lua_pop(L, 1);
@@ -345,7 +358,8 @@ static int opened(lua_State *L, trk_status st, const trk_error *err, int opts_ar
 static int context_connect(lua_State *L)
 {
     ltrk_context *c = ltrk_check_context(L, 1);
-    const char *host = luaL_checkstring(L, 2);
+    size_t host_len;
+    const char *host = luaL_checklstring(L, 2, &host_len);
     lua_Integer port = luaL_checkinteger(L, 3);
     double timeout = TRK_TIMEOUT_NONE;
     const char *hostname;
@@ -353,6 +367,7 @@ static int context_connect(lua_State *L)
     trk_error err;
     trk_status st;
 
+    ltrk_no_nul(L, host, host_len, 2, "host");
     luaL_argcheck(L, port > 0 && port < 65536, 3, "port must be from 1 to 65535");
     check_conn_options(L, 4, conn_options);
     hostname = conn_hostname(L, 4);

@@ -126,3 +126,11 @@ void ltrk_check_options(lua_State *L, int arg, const char *const known[])
             luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", key));
     }
 }
+
+const char *ltrk_no_nul(lua_State *L, const char *s, size_t len, int arg,
+                        const char *what)
+{
+    if (s != NULL && memchr(s, '\0', len) != NULL)
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+    return s;
+}

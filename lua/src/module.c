@@ -7,12 +7,14 @@
 /* core.make_test_cert([common_name="localhost"]) -> cert_pem, key_pem */
 static int ltrk_make_test_cert(lua_State *L)
 {
-    const char *cn = luaL_optstring(L, 1, "localhost");
+    size_t cn_len;
+    const char *cn = luaL_optlstring(L, 1, "localhost", &cn_len);
     char *cert = NULL, *key = NULL;
     size_t cert_len = 0, key_len = 0;
     trk_error err;
     trk_status st;
 
+    ltrk_no_nul(L, cn, cn_len, 1, "common_name");
     st = trk_make_test_cert(cn, &cert, &cert_len, &key, &key_len, &err);
     if (st != TRK_OK)
         return ltrk_raise(L, st, &err, 1);

@@ -65,6 +65,11 @@ int ltrk_raise(lua_State *L, trk_status status, const trk_error *err, int arg);
 int ltrk_raise_status(lua_State *L, trk_status status, const char *reason,
                       const char *message);
 void ltrk_errors_open(lua_State *L);
+/* A string that C will take as NUL-terminated: an embedded NUL would cut it short
+ * without a word ("localhost\0.evil" checked as "localhost"), so it is a bad
+ * argument naming `what`. Returns s. */
+const char *ltrk_no_nul(lua_State *L, const char *s, size_t len, int arg,
+                        const char *what);
 
 /* context.c */
 ltrk_context *ltrk_check_context(lua_State *L, int idx);
