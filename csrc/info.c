@@ -12,6 +12,7 @@
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 const char *trk_role_name(trk_role role)
@@ -188,6 +189,15 @@ trk_status trk_conn_export_keying_material(const trk_conn *conn, unsigned char *
     if (label == NULL || out_len == 0)
         return trk__fail(err, TRK_ARG, "invalid argument",
                          "export_keying_material needs a label and a positive length");
+    /* TLS 1.3 exports through HKDF-Expand, which stops at 255 hash lengths
+     * (RFC 5869 2.3); OpenSSL's answer past that reads as an internal error. */
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(conn->ssl);
+    const EVP_MD *md = cipher ? SSL_CIPHER_get_handshake_digest(cipher) : NULL;
+    if (SSL_version(conn->ssl) == TLS1_3_VERSION && md != NULL &&
+        out_len > 255 * (size_t)EVP_MD_get_size(md))
+        return trk__fail(err, TRK_ARG, "invalid length",
+                         "export_keying_material: at most %d bytes with %s",
+                         255 * EVP_MD_get_size(md), SSL_CIPHER_get_name(cipher));
     if (SSL_export_keying_material((SSL *)conn->ssl, out, out_len, label, strlen(label),
                                    context, context_len, context != NULL) != 1)
         return trk__fail_openssl(err, TRK_STATE, NULL,

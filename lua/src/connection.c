@@ -613,8 +613,8 @@ static int conn_export_keying_material(lua_State *L)
     st = trk_conn_export_keying_material(c->conn, (unsigned char *)p, (size_t)length,
                                          label, (const unsigned char *)context,
                                          context_len, &err);
-    if (st != TRK_OK)
-        return ltrk_raise(L, st, &err, 0);
+    if (st != TRK_OK) /* TRK_ARG: the length is past what the suite can export */
+        return ltrk_raise(L, st, &err, 3);
     luaL_pushresultsize(&b, (size_t)length);
     return 1;
 }
