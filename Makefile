@@ -158,3 +158,6 @@ bench: deps
 clean:
 	rm -rf build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
 	       python/*.egg-info *.egg-info .pytest_cache .mypy_cache
+
+# Targets of their own (fuzz, soak, valgrind, bench helpers, docs): one file each.
+-include mk/*.mk
