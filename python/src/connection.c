@@ -750,6 +750,55 @@ Connection_renegotiate_pending(ConnectionObject *self, PyObject *unused)
     return PyBool_FromLong(pending);
 }
 
+/* ---- DTLS ---------------------------------------------------------------- */
+
+static PyObject *
+Connection_get_timeout(ConnectionObject *self, PyObject *unused)
+{
+    double seconds;
+    int running, entered;
+
+    SHIM_UNUSED(unused);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    running = trk_conn_dtls_get_timeout(self->conn, &seconds);
+    conn_leave(self, entered);
+    if (!running)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(seconds);
+}
+
+static PyObject *
+Connection_handle_timeout(ConnectionObject *self, PyObject *unused)
+{
+    SHIM_UNUSED(unused);
+    return run_action(self, trk_conn_dtls_handle_timeout);
+}
+
+static PyObject *
+Connection_set_mtu(ConnectionObject *self, PyObject *arg)
+{
+    long mtu;
+    int entered, overflow = 0;
+    trk_error err;
+    trk_status st;
+
+    if (PyBool_Check(arg) || !PyLong_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "mtu must be an int, not %.100s",
+                            Py_TYPE(arg)->tp_name);
+    mtu = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (mtu == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow)
+        return PyErr_Format(PyExc_ValueError, "mtu: %R is out of range", arg);
+    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        return NULL;
+    st = trk_conn_set_mtu(self->conn, mtu, &err);
+    if (conn_finish(self, entered, st, &err, "mtu") < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Connection_set_verify_client(ConnectionObject *self, PyObject *args, PyObject *kwds)
 {
@@ -975,6 +1024,7 @@ TEXT_GETTER(cipher, trk_conn_cipher)
 TEXT_GETTER(state, trk_conn_state)
 FLAG_GETTER(session_reused, trk_conn_session_reused)
 FLAG_GETTER(secure_renegotiation, trk_conn_secure_renegotiation)
+FLAG_GETTER(is_dtls, trk_conn_is_dtls)
 
 static PyObject *
 Connection_get_alpn(ConnectionObject *self, void *c)
@@ -994,6 +1044,20 @@ Connection_get_alpn(ConnectionObject *self, void *c)
             : Py_NewRef(Py_None);
     conn_leave(self, entered);
     return r;
+}
+
+static PyObject *
+Connection_get_data_mtu(ConnectionObject *self, void *c)
+{
+    size_t n;
+    int entered;
+
+    SHIM_UNUSED(c);
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    n = trk_conn_dtls_data_mtu(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromSize_t(n);
 }
 
 static PyObject *
@@ -1207,7 +1271,8 @@ static PyMethodDef Connection_methods[] = {
     {"__exit__", (PyCFunction)Connection_exit, METH_VARARGS,
      "close() the connection."},
     {"feed", (PyCFunction)Connection_feed, METH_VARARGS,
-     "feed(data) -> None\n\nMemory transport: append bytes received from the peer."},
+     "feed(data) -> None\n\nMemory transport: append bytes received from the peer.\n"
+     "DTLS: data is one whole datagram (a broken one is silently discarded)."},
     {"feed_eof", (PyCFunction)Connection_feed_eof, METH_NOARGS,
      "feed_eof() -> None\n\n"
      "Memory transport: the peer's stream ended. Later reads see EOF (without\n"
@@ -1215,7 +1280,8 @@ static PyMethodDef Connection_methods[] = {
     {"drain", (PyCFunction)Connection_drain, METH_NOARGS,
      "drain() -> bytes\n\n"
      "Memory transport: take every byte waiting to be sent to the peer. Drain after\n"
-     "every call: reads and handshakes produce output too."},
+     "every call: reads and handshakes produce output too. DTLS: one datagram per\n"
+     "call (b\"\" when none is waiting), so drain until b\"\"."},
     {"key_update", SHIM_METH(Connection_key_update), METH_VARARGS | METH_KEYWORDS,
      "key_update(updatetype=KEY_UPDATE_NOT_REQUESTED, now=False) -> None\n\n"
      "Schedule a TLS 1.3 key update (SSL_key_update). NOT_REQUESTED updates our\n"
@@ -1246,6 +1312,22 @@ static PyMethodDef Connection_methods[] = {
     {"renegotiate_pending", (PyCFunction)Connection_renegotiate_pending, METH_NOARGS,
      "renegotiate_pending() -> bool\n\n"
      "True while a renegotiation (or a request for one) is scheduled or under way."},
+    {"get_timeout", (PyCFunction)Connection_get_timeout, METH_NOARGS,
+     "get_timeout() -> float | None\n\n"
+     "DTLS: seconds until the retransmission timer fires (0.0 once it has), None\n"
+     "when no timer runs (nothing in flight, or TLS). Non-blocking and memory users\n"
+     "wait at most that long, then call handle_timeout(); blocking calls run the\n"
+     "timer themselves. Not gettimeout(), the socket's timeout."},
+    {"handle_timeout", (PyCFunction)Connection_handle_timeout, METH_NOARGS,
+     "handle_timeout() -> None\n\n"
+     "DTLS: retransmit the last flight if the timer expired, else do nothing; drain\n"
+     "afterwards on memory transports. TimeoutError after too many retransmissions\n"
+     "(fatal); StateError on TLS or a closed connection."},
+    {"set_mtu", (PyCFunction)Connection_set_mtu, METH_O,
+     "set_mtu(mtu) -> None\n\n"
+     "DTLS: the link MTU (the largest IP packet, e.g. 1500; at least 256) instead of\n"
+     "the socket's path MTU: handshake messages are fragmented to fit. ValueError\n"
+     "below the minimum, StateError on TLS."},
     {"set_verify_client", SHIM_METH(Connection_set_verify_client),
      METH_VARARGS | METH_KEYWORDS,
      "set_verify_client(required=True, verify=True) -> None\n\n"
@@ -1320,7 +1402,17 @@ static PyGetSetDef Connection_getset[] = {
     {"context", (getter)Connection_get_context, NULL,
      "The Context this connection was made from.", NULL},
     {"outgoing", (getter)Connection_get_outgoing, NULL,
-     "Memory transport: bytes waiting to be drained.", NULL},
+     "Memory transport: bytes waiting to be drained (DTLS: of every waiting\n"
+     "datagram).", NULL},
+    {"is_dtls", (getter)Connection_get_is_dtls, NULL,
+     "Whether this is a DTLS 1.2 connection: one write() is one datagram (at most\n"
+     "16384 bytes; write(b\"\") sends nothing), a read() returns data of one datagram\n"
+     "only, lost data stays lost (UDP), handshake flights are resent on a timer.\n"
+     "key_update() raises StateError (no DTLS 1.3 in OpenSSL 3.0); renegotiation\n"
+     "works, and a client answering a server's request never resumes.", NULL},
+    {"data_mtu", (getter)Connection_get_data_mtu, NULL,
+     "DTLS: the largest write() whose record fits one packet of the MTU; 0 before\n"
+     "a cipher is agreed, and on TLS.", NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 

@@ -107,14 +107,16 @@ optional_path_converter(PyObject *obj, void *out)
 static PyObject *
 Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"role", NULL};
+    static char *kwlist[] = {"role", "dtls", NULL};
     const char *role_name;
+    int dtls = 0;
     trk_role role;
     trk_error err;
     trk_status st;
     ContextObject *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s:Context", kwlist, &role_name))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$p:Context", kwlist, &role_name,
+                                     &dtls))
         return NULL;
     if (strcmp(role_name, trk_role_name(TRK_CLIENT)) == 0)
         role = TRK_CLIENT;
@@ -128,7 +130,8 @@ Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self = (ContextObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    st = trk_ctx_new(role, &self->ctx, &err);
+    st = dtls ? trk_ctx_new_dtls(role, &self->ctx, &err)
+              : trk_ctx_new(role, &self->ctx, &err);
     if (st != TRK_OK) {
         self->ctx = NULL;
         Py_DECREF(self);
@@ -291,6 +294,25 @@ FLAG_SETTER(_set_check_hostname, trk_ctx_set_check_hostname)
 FLAG_SETTER(_set_session_cache, trk_ctx_set_session_cache)
 FLAG_SETTER(_set_ignore_unexpected_eof, trk_ctx_set_ignore_unexpected_eof)
 FLAG_SETTER(_set_release_buffers, trk_ctx_set_release_buffers)
+FLAG_SETTER(_set_cookie_exchange, trk_ctx_set_dtls_cookie_exchange)
+
+/* DTLS: seconds before a flight is first retransmitted (0: OpenSSL's 1 s). */
+static PyObject *
+Context__set_dtls_initial_timeout(ContextObject *self, PyObject *arg)
+{
+    double seconds;
+    trk_error err;
+
+    if (PyBool_Check(arg) || !(PyLong_Check(arg) || PyFloat_Check(arg)))
+        return PyErr_Format(PyExc_TypeError,
+                            "dtls_initial_timeout must be a number, not %.100s",
+                            Py_TYPE(arg)->tp_name);
+    seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return NULL;
+    return done(trk_ctx_set_dtls_initial_timeout(self->ctx, seconds, &err), &err,
+                "dtls_initial_timeout");
+}
 
 static PyObject *
 Context__set_rekey_policy(ContextObject *self, PyObject *args, PyObject *kwds)
@@ -524,6 +546,13 @@ Context_get_role(ContextObject *self, void *closure)
 }
 
 static PyObject *
+Context_get_is_dtls(ContextObject *self, void *closure)
+{
+    SHIM_UNUSED(closure);
+    return PyBool_FromLong(trk_ctx_is_dtls(self->ctx));
+}
+
+static PyObject *
 Context_get_check_hostname(ContextObject *self, void *closure)
 {
     SHIM_UNUSED(closure);
@@ -538,7 +567,8 @@ static PyMethodDef Context_methods[] = {
      "do_handshake(). server_hostname (default: host) is the SNI name and the name\n"
      "checked against the certificate. timeout: None blocks, a number of seconds\n"
      "bounds the connect and every later call (TimeoutError), 0 is non-blocking.\n"
-     "The socket belongs to the Connection: close() closes it."},
+     "The socket belongs to the Connection: close() closes it. TCP only: for DTLS,\n"
+     "connect a UDP socket yourself and wrap() it."},
     {"wrap", SHIM_METH(Context_wrap), METH_VARARGS | METH_KEYWORDS,
      "wrap(sock, server_hostname=None) -> Connection\n\n"
      "A Connection over an already connected stream socket (anything with fileno()).\n"
@@ -547,13 +577,16 @@ static PyMethodDef Context_methods[] = {
      "WantWriteError); change it later with Connection.settimeout(). The Connection\n"
      "keeps the socket object alive and never closes it. The role (client or\n"
      "server) is the context's; a client checking host names needs\n"
-     "server_hostname."},
+     "server_hostname. A DTLS context takes a connected UDP socket instead\n"
+     "(connect() it first, a server too: one socket per client)."},
     {"memory", SHIM_METH(Context_memory), METH_VARARGS | METH_KEYWORDS,
      "memory(server_hostname=None) -> Connection\n\n"
      "A Connection over memory buffers, for event loops: feed() it the peer's bytes,\n"
      "drain() what it wants to send. Calls raise WantReadError when they need more\n"
      "input. Any call may produce output (a read can answer a key update request or\n"
-     "continue a renegotiation), so drain after every call."},
+     "continue a renegotiation), so drain after every call. On a DTLS context each\n"
+     "feed() is one datagram and each drain() returns one datagram (b\"\" when\n"
+     "none): drain until b\"\"."},
     {"_set_min_version", (PyCFunction)Context__set_min_version, METH_O,
      "Set the lowest protocol version (\"TLSv1.2\"; None: OpenSSL's lowest)."},
     {"_set_max_version", (PyCFunction)Context__set_max_version, METH_O,
@@ -595,6 +628,10 @@ static PyMethodDef Context_methods[] = {
      "_set_rekey_policy(**policy): the default rekey policy of new connections."},
     {"_set_alpn", (PyCFunction)Context__set_alpn, METH_O,
      "Set the ALPN protocol names, in order of preference."},
+    {"_set_cookie_exchange", (PyCFunction)Context__set_cookie_exchange,
+     METH_O, "DTLS server: answer a first ClientHello with a HelloVerifyRequest."},
+    {"_set_dtls_initial_timeout", (PyCFunction)Context__set_dtls_initial_timeout,
+     METH_O, "DTLS: seconds before a flight is first retransmitted (0: 1 s)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -604,6 +641,8 @@ static PyGetSetDef Context_getset[] = {
     {"check_hostname", (getter)Context_get_check_hostname, NULL,
      "Whether client connections check the certificate against server_hostname.",
      NULL},
+    {"is_dtls", (getter)Context_get_is_dtls, NULL,
+     "Whether the context is DTLS 1.2 (datagrams over UDP) rather than TLS.", NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 
@@ -613,11 +652,12 @@ PyTypeObject Context_Type = {
     .tp_basicsize = sizeof(ContextObject),
     .tp_dealloc = (destructor)Context_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Context(role)\n\n"
+    .tp_doc = "Context(role, *, dtls=False)\n\n"
               "TLS settings shared by connections: an OpenSSL SSL_CTX. Make one with\n"
               "tlsrekey.Context.client(...) or tlsrekey.Context.server(...); this bare\n"
               "constructor gives the safe defaults of the role (\"client\" or\n"
-              "\"server\") with nothing loaded. A context may be dropped before its\n"
+              "\"server\") with nothing loaded; dtls=True makes a DTLS 1.2 context\n"
+              "(datagrams over UDP). A context may be dropped before its\n"
               "connections: each connection keeps it alive.",
     .tp_methods = Context_methods,
     .tp_getset = Context_getset,

@@ -77,6 +77,17 @@ __all__ = [
 _VERIFY_NONE, _VERIFY_OPTIONAL, _VERIFY_REQUIRED = 0, 1, 2
 
 
+class _SafeMinimum(str):
+    """The default min_version: reads "TLSv1.2" in help(), but is told apart from an
+    explicit "TLSv1.2" so that a DTLS context gets the core's DTLS 1.2 minimum
+    instead (an explicit TLS name on DTLS stays an error)."""
+
+    __slots__ = ()
+
+
+_SAFE_MINIMUM = _SafeMinimum("TLSv1.2")
+
+
 class Context(_tlsrekey.Context):
     """TLS settings shared by connections (an OpenSSL SSL_CTX).
 
@@ -88,10 +99,13 @@ class Context(_tlsrekey.Context):
 
     def _apply_common(self, min_version, max_version, cert, key, ciphers,
                       ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
-                      release_buffers, no_renegotiation, rekey,
+                      release_buffers, no_renegotiation, rekey, dtls_initial_timeout,
                       allow_client_renegotiation=False):
-        self._set_min_version(min_version)
+        if not (min_version is _SAFE_MINIMUM and self.is_dtls):
+            self._set_min_version(min_version)   # DTLS contexts start at DTLS 1.2
         self._set_max_version(max_version)
+        if dtls_initial_timeout is not None:
+            self._set_dtls_initial_timeout(dtls_initial_timeout)
         if cert is not None:
             self._use_certificate(cert)
             # key=None: the key is in the same file or PEM as the certificate.
@@ -121,10 +135,11 @@ class Context(_tlsrekey.Context):
 
     @classmethod
     def client(cls, cafile=None, capath=None, *, verify=True, check_hostname=True,
-               min_version="TLSv1.2", max_version=None, cert=None, key=None,
+               min_version=_SAFE_MINIMUM, max_version=None, cert=None, key=None,
                ciphers=None, ciphersuites=None, groups=None, alpn=None, keylog=None,
                ignore_unexpected_eof=False, release_buffers=False,
-               no_renegotiation=False, rekey=None):
+               no_renegotiation=False, rekey=None, dtls=False,
+               dtls_initial_timeout=None):
         """A client context; the defaults are safe.
 
         cafile: trusted certificates, a path (str or path-like) or PEM bytes;
@@ -145,11 +160,16 @@ class Context(_tlsrekey.Context):
         is answered with a no_renegotiation alert).
         rekey: the default rekey policy of the connections, a dict of
         Connection.set_rekey_policy() arguments, e.g. {"bytes": 1 << 30}.
+
+        dtls=True: DTLS 1.2 over UDP instead (wrap() a connected UDP socket, or
+        memory()); versions are then "DTLSv1.2" (the default minimum) and
+        "DTLSv1". dtls_initial_timeout: DTLS, seconds before a lost flight is
+        first resent, doubling after (None: OpenSSL's 1 s).
         """
-        ctx = cls("client")
+        ctx = cls("client", dtls=dtls)
         ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
                           groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
-                          no_renegotiation, rekey)
+                          no_renegotiation, rekey, dtls_initial_timeout)
         if cafile is not None or capath is not None:
             ctx._load_verify(cafile, capath)
         elif verify:
@@ -161,10 +181,11 @@ class Context(_tlsrekey.Context):
     @classmethod
     def server(cls, cert=None, key=None, *, allow_client_renegotiation=False,
                no_renegotiation=False, verify_client=False, cafile=None, capath=None,
-               min_version="TLSv1.2", max_version=None, ciphers=None,
+               min_version=_SAFE_MINIMUM, max_version=None, ciphers=None,
                ciphersuites=None, groups=None, alpn=None, keylog=None,
                ignore_unexpected_eof=False, release_buffers=False, num_tickets=None,
-               session_cache=True, rekey=None):
+               session_cache=True, rekey=None, dtls=False, cookie_exchange=True,
+               dtls_initial_timeout=None):
         """A server context.
 
         cert: the certificate (chain), key: its private key; each a path (str or
@@ -177,15 +198,20 @@ class Context(_tlsrekey.Context):
         one) or "optional" (ask, verify if sent), checked against cafile/capath
         (path or PEM bytes / directory). num_tickets: TLS 1.3 session tickets per
         handshake (OpenSSL's default 2). session_cache: keep a session cache so
-        clients can resume. The other options are those of Context.client().
+        clients can resume. cookie_exchange: DTLS, answer each first ClientHello
+        with a HelloVerifyRequest (on by default; False is a ValueError on TLS).
+        The other options are those of Context.client(), dtls too.
         """
         if cert is None:
             raise TypeError("Context.server() needs cert= (a path, PEM bytes, or "
                             "make_test_cert()[0])")
-        ctx = cls("server")
+        ctx = cls("server", dtls=dtls)
         ctx._apply_common(min_version, max_version, cert, key, ciphers, ciphersuites,
                           groups, alpn, keylog, ignore_unexpected_eof, release_buffers,
-                          no_renegotiation, rekey, allow_client_renegotiation)
+                          no_renegotiation, rekey, dtls_initial_timeout,
+                          allow_client_renegotiation)
+        if dtls or cookie_exchange is not True:
+            ctx._set_cookie_exchange(cookie_exchange)
         if verify_client is False or verify_client is None:
             mode = _VERIFY_NONE
         elif verify_client is True:
@@ -208,10 +234,11 @@ class Context(_tlsrekey.Context):
 _PAIR_BOTH = frozenset({
     "min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
     "keylog", "ignore_unexpected_eof", "release_buffers", "no_renegotiation",
-    "rekey",
+    "rekey", "dtls", "dtls_initial_timeout",
 })
 _PAIR_SERVER = frozenset({
     "allow_client_renegotiation", "verify_client", "num_tickets", "session_cache",
+    "cookie_exchange",
 })
 _PAIR_CLIENT = frozenset({"verify", "check_hostname", "capath"})
 
@@ -219,7 +246,8 @@ _PAIR_CLIENT = frozenset({"verify", "check_hostname", "capath"})
 def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
          server_hostname="localhost", **options):
     """pair(**options) -> (client, server): two connections joined in memory,
-    handshaken before this returns (TLS 1.3 unless max_version says otherwise).
+    handshaken before this returns (TLS 1.3 unless max_version says otherwise;
+    DTLS 1.2 with dtls=True, the ends then joined by datagram queues).
 
     Whenever one end would wait for the other, it moves the other end forward
     itself, so a key update request or a renegotiation completes inside ordinary
@@ -230,9 +258,10 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     and checks server_hostname ("localhost"). client_cert/client_key: a client
     certificate, which the server then trusts. Options for both ends:
     min_version, max_version, ciphers, ciphersuites, groups, alpn, keylog,
-    ignore_unexpected_eof, release_buffers, no_renegotiation, rekey; for the server:
-    allow_client_renegotiation, verify_client, num_tickets, session_cache; for
-    the client: verify, check_hostname, capath.
+    ignore_unexpected_eof, release_buffers, no_renegotiation, rekey, dtls,
+    dtls_initial_timeout; for the server: allow_client_renegotiation,
+    verify_client, num_tickets, session_cache, cookie_exchange; for the client:
+    verify, check_hostname, capath.
     """
     unknown = set(options) - _PAIR_BOTH - _PAIR_SERVER - _PAIR_CLIENT
     if unknown:

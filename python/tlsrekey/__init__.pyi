@@ -29,7 +29,8 @@ from ._tlsrekey import (
 
 _Path: TypeAlias = Union[str, os.PathLike[str]]
 _Source: TypeAlias = Union[_Path, bytes, bytearray, memoryview]
-_Version: TypeAlias = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+_Version: TypeAlias = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "DTLSv1",
+                              "DTLSv1.2"]
 
 __all__: list[str]
 
@@ -55,6 +56,8 @@ class Context(_tlsrekey.Context):
         release_buffers: bool = False,
         no_renegotiation: bool = False,
         rekey: Mapping[str, int | float | bool | None] | None = None,
+        dtls: bool = False,
+        dtls_initial_timeout: float | None = None,
     ) -> Context: ...
     @classmethod
     def server(
@@ -79,6 +82,9 @@ class Context(_tlsrekey.Context):
         num_tickets: int | None = None,
         session_cache: bool = True,
         rekey: Mapping[str, int | float | bool | None] | None = None,
+        dtls: bool = False,
+        cookie_exchange: bool = True,
+        dtls_initial_timeout: float | None = None,
     ) -> Context: ...
 
 def pair(
@@ -100,10 +106,13 @@ def pair(
     release_buffers: bool = ...,
     no_renegotiation: bool = ...,
     rekey: Mapping[str, int | float | bool | None] | None = ...,
+    dtls: bool = ...,
+    dtls_initial_timeout: float | None = ...,
     allow_client_renegotiation: bool = ...,
     verify_client: bool | Literal["optional"] = ...,
     num_tickets: int | None = ...,
     session_cache: bool = ...,
+    cookie_exchange: bool = ...,
     verify: bool = ...,
     check_hostname: bool = ...,
     capath: _Path | None = ...,
