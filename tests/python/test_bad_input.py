@@ -37,6 +37,12 @@ class Env:
     def memory(self):
         return self.client_ctx().memory(server_hostname="localhost")
 
+    def dtls_client(self):
+        """The client of a DTLS pair (the server kept alive with it)."""
+        client, server = tlsrekey.pair(cert=CERT, key=KEY, dtls=True)
+        self._dtls = (client, server)
+        return client
+
     def sockets(self):
         a, b = socket.socketpair()
         self._extra += [a, b]
@@ -263,6 +269,39 @@ ROWS = [
      tlsrekey.StateError, None),
     ("write-to-a-freed-pair-peer", lambda e: (e.server.close(), e.client.write(b"x")),
      tlsrekey.SyscallError, None),
+    # -- DTLS (issue 8): options and calls that make sense on DTLS only ---------------
+    ("pair-dtls-tls-version", lambda e: tlsrekey.pair(dtls=True, max_version="TLSv1.2"),
+     ValueError, "max_version"),
+    ("server-cookie_exchange-on-tls", lambda e: e.server_ctx(cookie_exchange=False),
+     ValueError, "cookie_exchange"),
+    ("server-dtls_initial_timeout-on-tls", lambda e: e.server_ctx(dtls_initial_timeout=1),
+     ValueError, "dtls_initial_timeout"),
+    ("pair-dtls_initial_timeout-negative",
+     lambda e: tlsrekey.pair(dtls=True, dtls_initial_timeout=-1), ValueError, None),
+    ("pair-dtls_initial_timeout-huge",
+     lambda e: tlsrekey.pair(dtls=True, dtls_initial_timeout=61), ValueError, None),
+    ("pair-dtls_initial_timeout-nan",
+     lambda e: tlsrekey.pair(dtls=True, dtls_initial_timeout=math.nan), ValueError, None),
+    ("pair-dtls_initial_timeout-str",
+     lambda e: tlsrekey.pair(dtls=True, dtls_initial_timeout="1"), TypeError, None),
+    ("dtls-wrap-a-stream-socket",
+     lambda e: e.client_ctx(dtls=True).wrap(e.sockets()[0], server_hostname="localhost"),
+     ValueError, "UDP"),
+    ("set_mtu-on-tls", lambda e: e.client.set_mtu(1500), tlsrekey.StateError, None),
+    ("handle_timeout-on-tls", lambda e: e.client.handle_timeout(), tlsrekey.StateError,
+     None),
+    ("set_mtu-str", lambda e: e.dtls_client().set_mtu("1500"), TypeError,
+     None),
+    ("set_mtu-bool", lambda e: e.dtls_client().set_mtu(True), TypeError,
+     None),
+    ("set_mtu-negative", lambda e: e.dtls_client().set_mtu(-1), ValueError,
+     "mtu"),
+    ("set_mtu-huge", lambda e: e.dtls_client().set_mtu(10 ** 30), ValueError,
+     "mtu"),
+    ("dtls-write-too-big", lambda e: e.dtls_client().write(b"x" * 16385),
+     ValueError, "16384"),
+    ("dtls-key_update", lambda e: e.dtls_client().key_update(),
+     tlsrekey.StateError, "DTLS 1.3"),
 ]
 
 
@@ -313,7 +352,7 @@ CLOSED_CALLS = [
     ("shutdown", ()), ("feed", (b"x",)), ("feed_eof", ()), ("drain", ()),
     ("key_update", ()), ("renegotiate", ()), ("renegotiate_abbreviated", ()),
     ("set_verify_client", ()), ("export_keying_material", ("EXPORTER-x", 32)),
-    ("settimeout", (1.0,)),
+    ("settimeout", (1.0,)), ("handle_timeout", ()), ("set_mtu", (1500,)),
 ]
 
 
@@ -334,6 +373,7 @@ def test_questions_to_a_closed_connection_have_quiet_answers(env):
     assert conn.renegotiate_pending() is False
     assert conn.fileno() == -1
     assert conn.pending() == 0
+    assert conn.get_timeout() is None and conn.data_mtu == 0
     assert isinstance(conn.stats, dict)
     assert "released" in repr(conn)
     with conn:                                      # a with-block on it is harmless
