@@ -54,6 +54,7 @@ else
   assert(sock:connect("127.0.0.1", tonumber(opts.port)))
 end
 
+sock:setoption("tcp-nodelay", true) -- a KeyUpdate and its data are two small writes
 local conn = assert(ssl.wrap(sock, params))
 conn:settimeout(10)
 if opts.role == "client" then conn:sni("localhost") end

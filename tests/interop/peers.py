@@ -431,12 +431,15 @@ class ThreadPeer:
     def accept(self):
         sock, _ = self._listener.accept()
         sock.settimeout(IO_TIMEOUT)
+        # no Nagle delay: a KeyUpdate and the data after it are separate small writes
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         return sock
 
     def connect(self, port):
         sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         sock.settimeout(IO_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         return sock
 
