@@ -192,6 +192,15 @@ static int conn_do_handshake(lua_State *L)
     return done(L, c, st, &err);
 }
 
+/*
+ * Reads of up to DEFAULT_READ_SIZE bytes land in one buffer per OS thread rather than
+ * in a fresh luaL_Buffer box (a userdata plus a 16 KiB allocation and its free on
+ * every read); the bytes are copied into the result string either way. A read made
+ * while the buffer is in use (from an event callback) takes the luaL_Buffer path.
+ */
+static _Thread_local char read_scratch[DEFAULT_READ_SIZE];
+static _Thread_local int read_scratch_busy;
+
 /* conn:read([n]) */
 static int conn_read(lua_State *L)
 {
@@ -201,18 +210,29 @@ static int conn_read(lua_State *L)
     trk_error err;
     trk_status st;
     size_t n = 0;
+    int scratch;
     char *p;
 
     luaL_argcheck(L, cap > 0 && (lua_Unsigned)cap <= (size_t)-1 / 2, 2,
                   "size must be positive");
     lua_settop(L, 1);
     ltrk_call_enter(L, c);
-    p = luaL_buffinitsize(L, &b, (size_t)cap);
+    scratch = cap > LUAL_BUFFERSIZE && cap <= DEFAULT_READ_SIZE && !read_scratch_busy;
+    if (scratch) {
+        read_scratch_busy = 1;
+        p = read_scratch;
+    } else {
+        p = luaL_buffinitsize(L, &b, (size_t)cap);
+    }
     st = trk_conn_read(c->conn, p, (size_t)cap, &n, &err);
+    read_scratch_busy = 0; /* leave() runs no Lua code unless it raises */
     leave(L, c, st);
     switch (st) {
     case TRK_OK:
-        luaL_pushresultsize(&b, n);
+        if (scratch)
+            lua_pushlstring(L, read_scratch, n);
+        else
+            luaL_pushresultsize(&b, n);
         return 1;
     case TRK_CLOSED:
         lua_pushnil(L);
