@@ -54,24 +54,41 @@ class Impl:
 def implementations(args):
     py = args.python
     lua = args.lua
-    pyenv = {"PYTHONPATH": os.path.join(ROOT, "python")}
-    luaenv = {
-        "LUA_PATH": ";".join([os.path.join(HERE, "lua", "?.lua"),
-                              os.path.join(ROOT, "lua", "?.lua"), ""]) + ";",
-        "LUA_CPATH": os.path.join(ROOT, "build", "lua", "?.so") + ";;",
-    }
+
+    def trk_env(python_dir, lua_cpath_dir):
+        return ({"PYTHONPATH": python_dir},
+                {"LUA_PATH": ";".join([os.path.join(HERE, "lua", "?.lua"),
+                                       os.path.join(ROOT, "lua", "?.lua"), ""]) + ";",
+                 "LUA_CPATH": os.path.join(lua_cpath_dir, "?.so") + ";;"})
+
+    pyenv, luaenv = trk_env(os.path.join(ROOT, "python"),
+                            os.path.join(ROOT, "build", "lua"))
     P = lambda f: [py, os.path.join(HERE, "python", f)]  # noqa: E731
     L = lambda f: [lua, os.path.join(HERE, "lua", f)]    # noqa: E731
     limit = [args.limit]
+    # --variant NAME=DIR: tlsrekey built from another tree (bench/variant.sh), measured
+    # in the same run, right after the tree's own rows.
+    variants = {"pair": [], "socket": []}
+    for spec in args.variant or []:
+        name, _, d = spec.partition("=")
+        d = os.path.abspath(d)
+        vpy, vlua = trk_env(os.path.join(d, "python"), os.path.join(d, "build", "lua"))
+        for t, label in (("pair", "pair"), ("socket", "socketpair")):
+            variants[t] += [
+                Impl(f"tlsrekey Python [{name}] ({label})", t, P("trk_bench.py"), vpy),
+                Impl(f"tlsrekey Lua [{name}] ({label})", t, L("trk_bench.lua"), vlua),
+            ]
     return [
         Impl("C limit (BIO pair)", "pair", limit, reference=True),
         Impl("tlsrekey Python (pair)", "pair", P("trk_bench.py"), pyenv),
         Impl("tlsrekey Lua (pair)", "pair", L("trk_bench.lua"), luaenv),
+        *variants["pair"],
         Impl("Python ssl (SSLObject+MemoryBIO)", "pair", P("ssl_bench.py"), pyenv),
         Impl("pyOpenSSL (memory BIO)", "pair", P("pyopenssl_bench.py"), pyenv),
         Impl("C limit (socketpair)", "socket", limit, reference=True),
         Impl("tlsrekey Python (socketpair)", "socket", P("trk_bench.py"), pyenv),
         Impl("tlsrekey Lua (socketpair)", "socket", L("trk_bench.lua"), luaenv),
+        *variants["socket"],
         Impl("Python ssl (SSLSocket)", "socket", P("ssl_bench.py"), pyenv),
         Impl("pyOpenSSL (socketpair)", "socket", P("pyopenssl_bench.py"), pyenv),
         Impl("LuaSec (socketpair)", "socket", L("luasec_bench.lua"), luaenv),
@@ -306,6 +323,8 @@ def main():
     ap.add_argument("--only", help="comma-separated substrings of implementation names "
                                    "(the C limit of each transport is always kept)")
     ap.add_argument("--transport", choices=["pair", "socket"], help="only this transport")
+    ap.add_argument("--variant", action="append", metavar="NAME=DIR",
+                    help="also measure tlsrekey built in DIR (bench/variant.sh makes one)")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--lua", default="lua5.4")
     ap.add_argument("--limit", default=os.path.join(ROOT, "build", "bench", "limit"))
