@@ -539,6 +539,14 @@ static int pump_peer(trk_conn *c)
     return BIO_ctrl_pending(mine) != mine_before || BIO_ctrl_pending(theirs) != theirs_before;
 }
 
+/* WANT_READ with bytes already waiting in our own input: a step that stops after
+ * each handshake record (no AUTO_RETRY) just has to be run again. */
+static int own_input_waiting(trk_conn *conn, trk_status st)
+{
+    return st == TRK_WANT_READ && !conn->dtls &&
+           BIO_ctrl_pending(SSL_get_rbio(conn->ssl)) > 0;
+}
+
 trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                       const char *op, trk_error *err)
 {
@@ -555,7 +563,10 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             ERR_clear_error();
         if (st == TRK_WANT_READ || st == TRK_WANT_WRITE) {
             if (conn->transport == TRK_T_PAIR && ++rounds < PAIR_MAX_ROUNDS &&
-                pump_peer(conn))
+                (own_input_waiting(conn, st) || pump_peer(conn)))
+                continue;
+            if (conn->transport == TRK_T_MEMORY && ++rounds < PAIR_MAX_ROUNDS &&
+                own_input_waiting(conn, st))
                 continue;
             if (conn->transport == TRK_T_FD && conn->timeout != 0) {
                 /* DTLS: the wait also ends when the retransmission timer fires,
@@ -607,6 +618,11 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             return trk__fail(err, st, "", "%s: %s", op, trk_status_message(st));
         return st;
     }
+}
+
+int trk__stash_reserve(trk_conn *c, size_t extra)
+{
+    return stash_reserve(c, extra);
 }
 
 int trk__stash_put(trk_conn *c, const void *data, size_t len)

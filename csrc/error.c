@@ -79,7 +79,12 @@ static unsigned long take_queue(trk_error *err)
         if (first == 0) {
             first = code;
             copy_str(err->library, sizeof err->library, ERR_lib_error_string(code));
-            copy_str(err->reason, sizeof err->reason, ERR_reason_error_string(code));
+            /* OpenSSL 3 queues system errors with the errno as their reason and no
+             * text for it ("reason(2)"): say what the errno means. */
+            if (ERR_GET_LIB(code) == ERR_LIB_SYS)
+                copy_str(err->reason, sizeof err->reason, strerror(ERR_GET_REASON(code)));
+            else
+                copy_str(err->reason, sizeof err->reason, ERR_reason_error_string(code));
             if (err->reason[0] == '\0')
                 snprintf(err->reason, sizeof err->reason, "reason(%d)",
                          ERR_GET_REASON(code));

@@ -42,11 +42,66 @@ static int step_shutdown(trk_conn *c, void *arg, size_t *n)
     return 1;
 }
 
+/*
+ * A TLS 1.2 renegotiation under way (on a client: also one scheduled). The peer may
+ * send application data before it sees our ClientHello or while it finishes its
+ * side; OpenSSL accepts such data in the middle of a handshake only inside
+ * SSL_read (ossl_statem_app_data_allowed), and SSL_write or SSL_do_handshake fail
+ * the connection with "unexpected record". So the core drives these handshakes by
+ * reading, keeping the data for the next reads (the stash).
+ */
+static int renegotiating(const trk_conn *c)
+{
+    if (!c->handshake_done || c->dtls || SSL_version(c->ssl) >= TLS1_3_VERSION)
+        return 0;
+    if (c->hs.in_handshake)
+        return 1;
+    /* A server's scheduled request is a HelloRequest only: it writes on meanwhile. */
+    return c->role == TRK_CLIENT && SSL_renegotiate_pending(c->ssl);
+}
+
+/* One SSL_read into the stash; success once the handshake has completed too. */
+static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
+{
+    (void)arg;
+    size_t got = 0;
+    int r = SSL_read_ex(c->ssl, c->stash + c->stash_len, c->stash_cap - c->stash_len,
+                        &got);
+    if (r > 0)
+        c->stash_len += got;
+    *n = got;
+    if (r <= 0 && !renegotiating(c) && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ)
+        return 1; /* the handshake is done; no application data is owed to us */
+    return r;
+}
+
+static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *err)
+{
+    trk_status st = TRK_OK;
+    /* Without AUTO_RETRY SSL_read comes back after each handshake record, so the
+     * loop can stop when the handshake is done instead of waiting for data. */
+    SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+    while (st == TRK_OK && renegotiating(c)) {
+        if (!trk__stash_reserve(c, 16384)) {
+            st = trk__fail(err, TRK_NOMEM, "out of memory",
+                           "%s: cannot keep data read during a renegotiation", op);
+            break;
+        }
+        size_t n = 0;
+        st = trk__drive(c, step_renegotiate_by_reading, NULL, &n, op, err);
+    }
+    if (c->ssl != NULL)
+        SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+    return st;
+}
+
 trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
 {
     trk_status st = trk__usable(conn, "handshake", err);
     if (st != TRK_OK)
         return st;
+    if (renegotiating(conn))
+        return finish_renegotiation(conn, "handshake", err);
     size_t n = 0;
     return trk__drive(conn, step_handshake, NULL, &n, "handshake", err);
 }
@@ -147,6 +202,8 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
             return TRK_OK;
         return trk_conn_do_handshake(conn, err);
     }
+    if (renegotiating(conn) && (st = finish_renegotiation(conn, "write", err)) != TRK_OK)
+        return st;
     if (trk__policy_active(conn))
         return trk__write_policed(conn, buf, len, n, err);
     return trk__write_chunk(conn, buf, len, n, err);
@@ -172,7 +229,11 @@ trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
     size_t n = 0;
     /* A scheduled key update or an unfinished renegotiation keeps OpenSSL "in init",
      * where SSL_shutdown refuses ("shutdown while in init"): finish it first. */
-    if (SSL_in_init(conn->ssl) && !conn->sent_shutdown) {
+    if (renegotiating(conn) && !conn->sent_shutdown) {
+        st = finish_renegotiation(conn, "shutdown", err);
+        if (st != TRK_OK)
+            return st;
+    } else if (SSL_in_init(conn->ssl) && !conn->sent_shutdown) {
         st = trk__drive(conn, step_handshake, NULL, &n, "shutdown", err);
         if (st != TRK_OK)
             return st;

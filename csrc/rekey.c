@@ -124,6 +124,12 @@ static trk_status renegotiate(trk_conn *conn, int abbreviated, trk_error *err)
                          "%s needs TLS 1.2 or older; this connection negotiated %s "
                          "(use key_update)",
                          op, SSL_get_version(conn->ssl));
+    if (conn->hs.in_handshake)
+        /* A second request in the middle of a handshake wedged both ends. */
+        return trk__fail(err, TRK_STATE, "renegotiation in progress",
+                         "%s: a renegotiation is already under way; it completes with "
+                         "the next reads and writes",
+                         op);
     if (SSL_get_options(conn->ssl) & SSL_OP_NO_RENEGOTIATION)
         return trk__fail(err, TRK_STATE, "no renegotiation",
                          "%s: renegotiation is disabled on this context "

@@ -112,17 +112,9 @@ ROWS = [
     ("client-cafile-type", lambda e: tlsrekey.Context.client(cafile=123), TypeError, None),
     ("client-cafile-missing", lambda e: tlsrekey.Context.client(cafile="/nonexistent.pem"),
      ValueError, None),
-    pytest.param(
-        "client-cafile-missing-says-why",
-        lambda e: tlsrekey.Context.client(cafile="/nonexistent.pem"), ValueError,
-        "No such file or directory",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG (core, csrc/error.c): a missing certificate/CA file is reported as "
-            "\"cannot load CA certificates from '/nonexistent.pem': reason(2)\": "
-            "OpenSSL 3 queues ERR_LIB_SYS errors whose reason is the errno, and the "
-            "core copies ERR_reason_error_string's fallback instead of strerror(2). "
-            "Same for cert= and key= files.")),
-        id="client-cafile-missing-says-why"),
+    ("client-cafile-missing-says-why",
+     lambda e: tlsrekey.Context.client(cafile="/nonexistent.pem"), ValueError,
+     "No such file or directory"),
     ("client-cafile-not-pem", lambda e: tlsrekey.Context.client(cafile=b"not pem"),
      ValueError, None),
     ("client-min-version", lambda e: tlsrekey.Context.client(min_version="SSLv3"),

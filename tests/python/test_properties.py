@@ -214,19 +214,13 @@ def tls12_pair():
                          allow_client_renegotiation=True)
 
 
-RENEG_APP_DATA_BUG = (
-    "BUG (core, csrc/io.c + connection.c): a TLS 1.2 renegotiation driven by write() "
-    "or do_handshake() meets application data the peer sent before it saw our "
-    "ClientHello. OpenSSL accepts such data in the middle of a renegotiation only "
-    "inside SSL_read (ossl_statem_app_data_allowed needs s3.in_read_app_data), so "
-    "SSL_write/SSL_do_handshake fail the connection with a fatal unexpected_message "
-    "('unexpected record'). The core keeps a stash for pair ends already; driving "
-    "the renegotiation through SSL_read into that stash (for every transport) would "
-    "keep the data and the connection. Over sockets it is a race any bidirectional "
-    "protocol can lose.")
+# Found by the property test: a TLS 1.2 renegotiation driven by write() or
+# do_handshake() met application data the peer sent before it saw our ClientHello,
+# and OpenSSL (which accepts such data mid-handshake only inside SSL_read) failed
+# the connection with "unexpected record". The core now drives those handshakes by
+# reading and keeps the data for the next reads (csrc/io.c finish_renegotiation).
 
 
-@pytest.mark.xfail(strict=True, reason=RENEG_APP_DATA_BUG)
 def test_client_renegotiation_survives_data_the_server_sent_first():
     client, server = tls12_pair()
     server.write(b"sent before the ClientHello")
@@ -237,7 +231,6 @@ def test_client_renegotiation_survives_data_the_server_sent_first():
     assert client.stats["renegotiations"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=RENEG_APP_DATA_BUG)
 def test_client_do_handshake_renegotiation_survives_data_in_flight():
     client, server = tls12_pair()
     client.renegotiate()
@@ -247,13 +240,6 @@ def test_client_do_handshake_renegotiation_survives_data_in_flight():
     assert client.stats["renegotiations"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (core, csrc/error.c trk__ssl_status): same situation with part of the "
-    "server's record already read: OpenSSL answers the write with SSL_ERROR_SYSCALL, "
-    "errno 0 and an empty queue, which the core reports as SyscallError 'the peer "
-    "closed the transport without close_notify (unexpected EOF)' and remembers as "
-    "fatal. Nobody closed anything: the message sends a user after the wrong cause. "
-    + RENEG_APP_DATA_BUG))
 def test_client_write_during_renegotiation_with_half_read_data():
     client, server = tls12_pair()
     server.write(b"\x00\x00")
@@ -264,14 +250,6 @@ def test_client_write_during_renegotiation_with_half_read_data():
     assert server.read() == b"\x01"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (core, csrc/rekey.c renegotiate): renegotiate() is accepted while a "
-    "renegotiation is half done (the client's read sent the ClientHello and returned "
-    "application data that arrived meanwhile). do_handshake() then completes the "
-    "first one, but the next write returns WantReadError for ever on a pair, both "
-    "ends waiting, nothing sent. Expected: StateError 'renegotiation in progress' "
-    "for the second call (as key_update refuses a second update), or a second "
-    "renegotiation that completes."))
 def test_second_renegotiate_in_the_middle_of_one_does_not_wedge_the_pair():
     client, server = tls12_pair()
     client.renegotiate()
