@@ -445,6 +445,17 @@ trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err)
     return TRK_OK;
 }
 
+trk_status trk_ctx_set_session_tickets(trk_ctx *ctx, int on, trk_error *err)
+{
+    (void)err;
+    ERR_clear_error();
+    if (on)
+        SSL_CTX_clear_options(ctx->ssl_ctx, SSL_OP_NO_TICKET);
+    else
+        SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_TICKET);
+    return TRK_OK;
+}
+
 trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err)
 {
     ERR_clear_error();

@@ -183,6 +183,11 @@ trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
  * TLS 1.3 session tickets sent by a server after each handshake (default 2; 0 none). */
 trk_status trk_ctx_set_session_cache(trk_ctx *ctx, int on, trk_error *err);
 trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err);
+/* TLS 1.2 session tickets (RFC 5077), on by default; off: SSL_OP_NO_TICKET. GnuTLS
+ * clients fail a rehandshake whose ServerHello drops the ticket extension the first
+ * one had, which OpenSSL does when resumption on renegotiation is off (as after
+ * trk_conn_set_verify_client): a server that will do that turns tickets off. */
+trk_status trk_ctx_set_session_tickets(trk_ctx *ctx, int on, trk_error *err);
 
 /* Appends NSS key log lines (SSLKEYLOGFILE format) to the file at `path`; NULL stops. */
 trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err);

@@ -20,7 +20,8 @@ local pair_options = {
   release_buffers = BOTH, no_renegotiation = BOTH, rekey = BOTH,
   dtls = BOTH, dtls_initial_timeout = BOTH, cookie_exchange = SERVER,
   cert = SERVER, key = SERVER, allow_client_renegotiation = SERVER,
-  num_tickets = SERVER, session_cache = SERVER, verify_client = SERVER,
+  num_tickets = SERVER, session_cache = SERVER, session_tickets = SERVER,
+  verify_client = SERVER,
   verify = CLIENT, check_hostname = CLIENT, cafile = CLIENT, capath = CLIENT,
   client_cert = CLIENT, client_key = CLIENT, server_hostname = CLIENT,
 }
@@ -36,7 +37,7 @@ local renamed = { verify_client = "verify", client_cert = "cert", client_key = "
 -- max_version, ciphers, ciphersuites, groups, alpn, keylog, ignore_unexpected_eof,
 -- release_buffers, no_renegotiation, rekey (a policy table), dtls (true: DTLS 1.2
 -- contexts: datagrams), dtls_initial_timeout; for the server: allow_client_renegotiation,
--- verify_client, num_tickets, session_cache, cookie_exchange; for the client: verify,
+-- verify_client, num_tickets, session_cache, session_tickets, cookie_exchange; for the client: verify,
 -- check_hostname, capath.
 function M.pair_contexts(opts, fname)
   fname = fname or "pair_contexts"

@@ -15,7 +15,7 @@ static const char *const context_options[] = {
     "mode", "cafile", "capath", "verify", "check_hostname", "min_version",
     "max_version", "cert", "key", "ciphers", "ciphersuites", "groups", "alpn",
     "keylog", "allow_client_renegotiation", "no_renegotiation",
-    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", "rekey",
+    "ignore_unexpected_eof", "release_buffers", "num_tickets", "session_cache", "session_tickets", "rekey",
     "protocol", "cookie_exchange", "dtls_initial_timeout", NULL};
 
 ltrk_context *ltrk_check_context(lua_State *L, int idx)
@@ -222,6 +222,9 @@ int ltrk_context_new(lua_State *L)
 
     if ((b = opt_boolean(L, "session_cache")) >= 0)
         check_option(L, trk_ctx_set_session_cache(c->ctx, b, &err), &err, "session_cache");
+    if ((b = opt_boolean(L, "session_tickets")) >= 0)
+        check_option(L, trk_ctx_set_session_tickets(c->ctx, b, &err), &err,
+                     "session_tickets");
     lua_getfield(L, 1, "num_tickets");
     if (!lua_isnil(L, -1)) {
         int isnum = 0;

@@ -292,6 +292,7 @@ set_flag(ContextObject *self, PyObject *arg, flag_setter fn, const char *argname
 
 FLAG_SETTER(_set_check_hostname, trk_ctx_set_check_hostname)
 FLAG_SETTER(_set_session_cache, trk_ctx_set_session_cache)
+FLAG_SETTER(_set_session_tickets, trk_ctx_set_session_tickets)
 FLAG_SETTER(_set_ignore_unexpected_eof, trk_ctx_set_ignore_unexpected_eof)
 FLAG_SETTER(_set_release_buffers, trk_ctx_set_release_buffers)
 FLAG_SETTER(_set_cookie_exchange, trk_ctx_set_dtls_cookie_exchange)
@@ -609,6 +610,8 @@ static PyMethodDef Context_methods[] = {
      "Set the verify mode: 0 none, 1 optional (servers), 2 required."},
     {"_set_check_hostname", (PyCFunction)Context__set_check_hostname, METH_O,
      "Client: check the certificate against server_hostname."},
+    {"_set_session_tickets", (PyCFunction)Context__set_session_tickets, METH_O,
+     "TLS 1.2 session tickets on or off (SSL_OP_NO_TICKET)."},
     {"_set_session_cache", (PyCFunction)Context__set_session_cache, METH_O,
      "Server: keep a session cache."},
     {"_set_num_tickets", (PyCFunction)Context__set_num_tickets, METH_O,

@@ -184,7 +184,8 @@ class Context(_tlsrekey.Context):
                min_version=_SAFE_MINIMUM, max_version=None, ciphers=None,
                ciphersuites=None, groups=None, alpn=None, keylog=None,
                ignore_unexpected_eof=False, release_buffers=False, num_tickets=None,
-               session_cache=True, rekey=None, dtls=False, cookie_exchange=True,
+               session_cache=True, session_tickets=True, rekey=None, dtls=False,
+               cookie_exchange=True,
                dtls_initial_timeout=None):
         """A server context.
 
@@ -197,7 +198,9 @@ class Context(_tlsrekey.Context):
         either direction. verify_client: False (ask no certificate), True (require
         one) or "optional" (ask, verify if sent), checked against cafile/capath
         (path or PEM bytes / directory). num_tickets: TLS 1.3 session tickets per
-        handshake (OpenSSL's default 2). session_cache: keep a session cache so
+        handshake (OpenSSL's default 2). session_tickets: TLS 1.2 session tickets
+        (off for GnuTLS clients that a server renegotiates with after
+        set_verify_client). session_cache: keep a session cache so
         clients can resume. cookie_exchange: DTLS, answer each first ClientHello
         with a HelloVerifyRequest (on by default; False is a ValueError on TLS).
         The other options are those of Context.client(), dtls too.
@@ -227,6 +230,7 @@ class Context(_tlsrekey.Context):
         if num_tickets is not None:
             ctx._set_num_tickets(num_tickets)
         ctx._set_session_cache(session_cache)
+        ctx._set_session_tickets(session_tickets)
         return ctx
 
 
@@ -238,6 +242,7 @@ _PAIR_BOTH = frozenset({
 })
 _PAIR_SERVER = frozenset({
     "allow_client_renegotiation", "verify_client", "num_tickets", "session_cache",
+    "session_tickets",
     "cookie_exchange",
 })
 _PAIR_CLIENT = frozenset({"verify", "check_hostname", "capath"})
@@ -260,7 +265,7 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     min_version, max_version, ciphers, ciphersuites, groups, alpn, keylog,
     ignore_unexpected_eof, release_buffers, no_renegotiation, rekey, dtls,
     dtls_initial_timeout; for the server: allow_client_renegotiation,
-    verify_client, num_tickets, session_cache, cookie_exchange; for the client:
+    verify_client, num_tickets, session_cache, session_tickets, cookie_exchange; for the client:
     verify, check_hostname, capath.
     """
     unknown = set(options) - _PAIR_BOTH - _PAIR_SERVER - _PAIR_CLIENT
