@@ -128,7 +128,13 @@ $(PY_EXT_ASAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_S
 	    | tar -C build/asan/python -xf -
 	@test -f $@ || { echo "setup.py did not produce $@" >&2; exit 1; }
 
-build-asan-lua: $(LUA_MOD_ASAN)
+build-asan-lua: $(LUA_MOD_ASAN) build/asan/nodlclose.so
+
+# Preloaded into the sanitized Lua run so that leak reports can name tlsrekey's
+# frames (see the file).
+build/asan/nodlclose.so: tests/sanitizers/nodlclose.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O2 $(WARN) $< -o $@
 
 $(LUA_MOD_ASAN): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
 	@mkdir -p $(@D)
