@@ -226,6 +226,17 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
     err->ssl_error = e;
     err->sys_errno = sys_errno;
 
+    if (e == SSL_ERROR_ZERO_RETURN && !conn->close_notify_received &&
+        SSL_has_pending(conn->ssl)) {
+        /* ignore_unexpected_eof turns EOF into a close, even in the middle of a
+         * record: a truncated record is still an error, never a silent end. */
+        err->status = TRK_SYSCALL;
+        copy_str(err->reason, sizeof err->reason, "unexpected eof while reading");
+        snprintf(err->message, sizeof err->message,
+                 "%s: the transport ended in the middle of a record (truncated)", op);
+        remember_fatal(conn, err);
+        return TRK_SYSCALL;
+    }
     if (e == SSL_ERROR_ZERO_RETURN) {
         conn->closed_by_peer = 1;
         err->status = TRK_CLOSED;

@@ -171,6 +171,8 @@ static void message(int write_p, int version, int content_type, const void *buf,
                 c->stats.alerts_sent++;
             else
                 c->stats.alerts_received++;
+            if (!write_p && p[1] == SSL_AD_CLOSE_NOTIFY)
+                c->close_notify_received = 1;
             ev.type = write_p ? TRK_EV_ALERT_SENT : TRK_EV_ALERT_RECEIVED;
             ev.alert_level = p[0];
             ev.alert_description = p[1];

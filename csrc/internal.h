@@ -77,6 +77,7 @@ struct trk_conn {
     int handshake_done;       /* the first handshake completed */
     int sent_shutdown;
     int closed_by_peer;
+    int close_notify_received; /* the alert itself, not an EOF taken as one */
 
     trk_hs_track hs;
     trk_stats stats;

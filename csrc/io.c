@@ -75,9 +75,13 @@ static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
     return r;
 }
 
+/* Returns TRK_OK once the handshake is done. An event callback that failed on the
+ * way does not stop it: the failure stays armed (callback_failed) for the caller's
+ * own step, so a write still writes before it reports the callback. */
 static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *err)
 {
     trk_status st = TRK_OK;
+    int callback_failed = 0;
     /* Without AUTO_RETRY SSL_read comes back after each handshake record, so the
      * loop can stop when the handshake is done instead of waiting for data. */
     SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
@@ -89,10 +93,26 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
         }
         size_t n = 0;
         st = trk__drive(c, step_renegotiate_by_reading, NULL, &n, op, err);
+        if (st == TRK_CALLBACK) {
+            callback_failed = 1;
+            st = TRK_OK;
+        }
     }
     if (c->ssl != NULL)
         SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+    if (callback_failed)
+        c->callback_failed = 1;
     return st;
+}
+
+/* After finish_renegotiation, for calls that have no step of their own left. */
+static trk_status report_callback(trk_conn *c, const char *op, trk_error *err)
+{
+    if (!c->callback_failed)
+        return TRK_OK;
+    c->callback_failed = 0;
+    return trk__fail(err, TRK_CALLBACK, "callback failed", "%s: an event callback failed",
+                     op);
 }
 
 trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
@@ -100,8 +120,10 @@ trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
     trk_status st = trk__usable(conn, "handshake", err);
     if (st != TRK_OK)
         return st;
-    if (renegotiating(conn))
-        return finish_renegotiation(conn, "handshake", err);
+    if (renegotiating(conn)) {
+        st = finish_renegotiation(conn, "handshake", err);
+        return st == TRK_OK ? report_callback(conn, "handshake", err) : st;
+    }
     size_t n = 0;
     return trk__drive(conn, step_handshake, NULL, &n, "handshake", err);
 }
@@ -202,7 +224,9 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
             return TRK_OK;
         return trk_conn_do_handshake(conn, err);
     }
-    if (renegotiating(conn) && (st = finish_renegotiation(conn, "write", err)) != TRK_OK)
+    /* A pending write goes first: OpenSSL holds part of its record already. */
+    if (!conn->write_pending && renegotiating(conn) &&
+        (st = finish_renegotiation(conn, "write", err)) != TRK_OK)
         return st;
     if (trk__policy_active(conn))
         return trk__write_policed(conn, buf, len, n, err);

@@ -124,6 +124,12 @@ static trk_status renegotiate(trk_conn *conn, int abbreviated, trk_error *err)
                          "%s needs TLS 1.2 or older; this connection negotiated %s "
                          "(use key_update)",
                          op, SSL_get_version(conn->ssl));
+    if (conn->write_pending)
+        /* As for key_update: finish the write, then start the handshake. */
+        return trk__fail(err, TRK_STATE, "bad write retry",
+                         "%s: a write is pending (it returned want_write or want_read); "
+                         "finish that write first",
+                         op);
     if (conn->hs.in_handshake)
         /* A second request in the middle of a handshake wedged both ends. */
         return trk__fail(err, TRK_STATE, "renegotiation in progress",

@@ -270,15 +270,11 @@ describe("long haul", function()
     local wire = c:drain()
     s:feed(wire:sub(1, #wire // 2))
     s:feed_eof()
-    local ok, data = pcall(s.read, s)
-    if ok and data == nil then
-      pending("BUG (core): with ignore_unexpected_eof a record cut short by EOF reads "
-              .. "as a clean close (nil), the half record dropped silently. See "
-              .. "tests/python/test_long_haul.py.")
-      return
-    end
-    assert.is_false(ok, "a half record read as data")
-    assert.is_true(tlsrekey.is_error(data), tostring(data))
+    local ok, err = pcall(s.read, s)
+    assert.is_false(ok, "a half record read as data or as a clean close")
+    assert.is_true(tlsrekey.is_error(err), tostring(err))
+    assert.equal("syscall", err.code)
+    assert.matches("truncated", err.message)
   end)
 
   it("corrupted_record_is_protocol_error_and_remembered", function()

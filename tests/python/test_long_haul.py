@@ -436,13 +436,6 @@ def test_truncated_record_then_eof_is_syscall_error(cut):
         server.read()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (core, csrc/error.c / io.c): with ignore_unexpected_eof=True a record cut "
-    "short by EOF reads as a clean close (b\"\"): OpenSSL's "
-    "SSL_OP_IGNORE_UNEXPECTED_EOF does not look at the partial record in its buffer, "
-    "and the core maps the result to TRK_CLOSED. The half record is dropped without a "
-    "word. Expected: TRK_SYSCALL (or PROTOCOL) when EOF comes in the middle of a "
-    "record; only EOF at a record boundary is the 'clean close' the option means."))
 def test_truncated_record_with_ignore_unexpected_eof_still_fails():
     """ignore_unexpected_eof makes a clean-looking EOF a close; it must not turn a
     half record into a silent end of data."""
