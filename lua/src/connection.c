@@ -216,7 +216,8 @@ static int conn_read(lua_State *L)
     luaL_argcheck(L, cap > 0 && (lua_Unsigned)cap <= (size_t)-1 / 2, 2,
                   "size must be positive");
     lua_settop(L, 1);
-    ltrk_call_enter(L, c);
+    /* The buffer first: its allocation may raise, and must not leave the
+     * connection (and its pair peer) marked busy for good. */
     scratch = cap > LUAL_BUFFERSIZE && cap <= DEFAULT_READ_SIZE && !read_scratch_busy;
     if (scratch) {
         read_scratch_busy = 1;
@@ -224,6 +225,7 @@ static int conn_read(lua_State *L)
     } else {
         p = luaL_buffinitsize(L, &b, (size_t)cap);
     }
+    ltrk_call_enter(L, c);
     st = trk_conn_read(c->conn, p, (size_t)cap, &n, &err);
     read_scratch_busy = 0; /* leave() runs no Lua code unless it raises */
     leave(L, c, st);
@@ -333,8 +335,8 @@ static int conn_drain(lua_State *L)
     char *p;
 
     lua_settop(L, 1);
+    p = luaL_buffinitsize(L, &b, want > 0 ? want : 1); /* may raise: before entering */
     ltrk_call_enter(L, c);
-    p = luaL_buffinitsize(L, &b, want > 0 ? want : 1);
     /* always asked: on a connection that is not a memory one it says so */
     st = trk_conn_drain(c->conn, p, want, &n, &err);
     leave(L, c, st);
