@@ -231,6 +231,10 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
 {
     ERR_clear_error();
     *out = NULL;
+    if (ctx != NULL && trk_ctx_is_dtls(ctx))
+        return trk__fail(err, TRK_ARG, "not for dtls",
+                         "connect opens a TCP connection; for DTLS wrap a connected UDP "
+                         "socket");
     if (host == NULL || host[0] == '\0')
         return trk__fail(err, TRK_ARG, "invalid host", "a host name is required");
     if (port <= 0 || port > 65535)

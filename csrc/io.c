@@ -205,9 +205,6 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
         return st;
     if (buf == NULL && len > 0)
         return trk__fail(err, TRK_ARG, "invalid buffer", "write: no data buffer");
-    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
-        return trk__fail(err, TRK_SYSCALL, "broken pipe",
-                         "write: the other end of this pair was freed");
     if (conn->sent_shutdown)
         return trk__fail(err, TRK_STATE, "protocol is shutdown",
                          "write: the connection was shut down (close_notify sent)");
@@ -217,6 +214,9 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
         return trk__fail(err, TRK_ARG, "dtls message too big",
                          "write: a DTLS datagram carries at most 16384 bytes, not %zu",
                          len);
+    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
+        return trk__fail(err, TRK_SYSCALL, "broken pipe",
+                         "write: the other end of this pair was freed");
     if (conn->dtls && len == 0) {
         /* OpenSSL's DTLS write of nothing sends nothing and reports failure; what a
          * zero-length write owes on DTLS is a scheduled renegotiation. */

@@ -882,3 +882,17 @@ def test_dtls_server_renegotiates_s_client(peers, udp):
     assert server.renegotiate_pending() is False
     # an OpenSSL DTLS client does not resume when the server asks (the manual)
     assert server.session_reused is False
+
+
+def test_dtls_connect_is_refused_up_front():
+    """connect() opens TCP: a DTLS context says so instead of trying."""
+    ctx = tlsrekey.Context.client(dtls=True, verify=False)
+    with pytest.raises(ValueError, match="UDP"):
+        ctx.connect("127.0.0.1", 9)
+
+
+def test_dtls_oversized_write_is_a_bad_argument_even_with_the_peer_gone():
+    client, server = tlsrekey.pair(dtls=True)
+    server.close()
+    with pytest.raises(ValueError, match="16384"):
+        client.write(b"x" * 16385)
