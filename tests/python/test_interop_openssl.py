@@ -178,10 +178,12 @@ def test_our_client_key_update_to_s_server(s_server):
     client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
     client.write(b"hello\n")
     peer.wait_for(r"^hello$")
+    peer.wait_for(received("KeyUpdate"))   # -msg lines may trail the data
     assert peer.count(received("KeyUpdate")) == 1
     # s_server owes a reply: it goes out with its next write.
     peer.send("reply")
     read_exactly(client, b"reply\n")
+    peer.wait_for(sent("KeyUpdate"))   # -msg lines may trail the data
     assert peer.count(sent("KeyUpdate")) == 1
     assert client.stats["key_updates_sent"] == 1
     assert client.stats["key_update_requests_sent"] == 1
@@ -242,6 +244,7 @@ def test_s_server_renegotiates_our_client(s_server):
     read_exactly(client, b"data\n")
     client.write(b"after\n")
     peer.wait_for(r"^after$")
+    peer.wait_for(sent("HelloRequest"))   # -msg lines may trail the data
     assert peer.count(sent("HelloRequest")) == 1
     assert peer.count(received("ClientHello")) == 2
     assert client.stats["hello_requests_received"] == 1
@@ -289,6 +292,7 @@ def test_our_server_key_update_to_s_client(s_client):
     server.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
     server.write(b"hello\n")
     peer.wait_for(r"^hello$")
+    peer.wait_for(received("KeyUpdate"))   # -msg lines may trail the data
     assert peer.count(received("KeyUpdate")) == 1
     peer.send("reply")                       # s_client's reply rides on its write
     read_exactly(server, b"reply\n")
@@ -303,6 +307,7 @@ def test_s_client_key_update_to_our_server(s_client, command):
     peer.wait_for(r"^KEYUPDATE$")
     peer.send("data")
     read_exactly(server, b"data\n")
+    peer.wait_for(sent("KeyUpdate"))   # -msg lines may trail the data
     assert peer.count(sent("KeyUpdate")) == 1
     assert server.stats["key_updates_received"] == 1
     requested = command == "K"
@@ -323,6 +328,7 @@ def test_our_server_renegotiates_s_client(s_client):
     peer.wait_for(sent("ClientHello"), count=2)   # s_client answered the request
     peer.send("ping")
     reader.result()
+    peer.wait_for(received("HelloRequest"))   # -msg lines may trail the data
     assert peer.count(received("HelloRequest")) == 1
     assert server.stats["hello_requests_sent"] == 1
     assert server.stats["renegotiations"] == 1
