@@ -101,9 +101,8 @@ static void make_cert(void)
     }
 }
 
-/* Fresh contexts per input (cheap next to the handshakes), so that options never
- * leak from one input into the next. */
-static int make_contexts(unsigned setup, trk_ctx **cctx, trk_ctx **sctx)
+/* Contexts for the setup's option bits, made fresh. */
+static int new_contexts(unsigned setup, trk_ctx **cctx, trk_ctx **sctx)
 {
     trk_error err;
 
@@ -128,6 +127,32 @@ static int make_contexts(unsigned setup, trk_ctx **cctx, trk_ctx **sctx)
     CALL("set_renegotiation",
          trk_ctx_set_renegotiation(*cctx, 0, (setup & 16) != 0, &err));
     CALL("set_num_tickets", trk_ctx_set_num_tickets(*sctx, setup & 1, &err));
+    return 1;
+}
+
+/* Contexts are made once per combination of option bits and reused: nothing in a
+ * program changes a context (set_verify_client changes one connection). The
+ * programs that free their contexts first get fresh ones. On return the caller owns
+ * one reference to each. */
+static int make_contexts(unsigned setup, trk_ctx **cctx, trk_ctx **sctx)
+{
+    static trk_ctx *cache[32][2];
+    unsigned key = setup & 0x1d;   /* tickets, TLS 1.2, allow, no_renegotiation */
+
+    if (setup & 128)
+        return new_contexts(setup, cctx, sctx);
+    if (cache[key][0] == NULL) {
+        if (!new_contexts(setup, &cache[key][0], &cache[key][1])) {
+            trk_ctx_free(cache[key][0]);
+            trk_ctx_free(cache[key][1]);
+            cache[key][0] = cache[key][1] = NULL;
+            return 0;
+        }
+    }
+    *cctx = cache[key][0];
+    *sctx = cache[key][1];
+    trk_ctx_up_ref(*cctx);
+    trk_ctx_up_ref(*sctx);
     return 1;
 }
 
