@@ -2,7 +2,8 @@
 """Runs every tlsrekey test suite for `make test` and sums them up.
 
 Suites, in order: the C core tests, pytest, busted, the interop matrix; the same
-under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; then the packaging
+under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; the short leak
+loops and the bounded fuzzing run (mk/soak.mk, mk/fuzz.mk); then the packaging
 checks (pip install ., the sdist, the wheel, the Lua rock). Each suite builds what it
 needs first (a make target), so one broken part does not hide the others' results.
 Every suite is run and counted even when an earlier one failed.
@@ -432,6 +433,31 @@ def suite_lua_asan(res, log):
         check_sanitizer_reports(res, reports, out, odd_exit)
 
 
+def one_check(res, log, cmd, label, limit):
+    """A command whose exit status is one test."""
+    status, _ = run(cmd, log, limit=limit)
+    if status == 0:
+        say("ok %s" % label)
+        res.passed += 1
+    else:
+        say("FAILED %s (exit status %s)" % (label, status))
+        res.failed += 1
+
+
+def suite_leaks(res, log):
+    """The short leak loops of mk/soak.mk: create/handshake/rekey/close cycles and
+    error paths in Python and in Lua, failing on resident-set growth."""
+    one_check(res, log, ["make", "-s", "--no-print-directory", "soak-short"],
+              "leak loops (make soak-short)", LIMIT_SUITE)
+
+
+def suite_fuzz(res, log):
+    """The bounded libFuzzer run of mk/fuzz.mk: every saved input replayed, then
+    FUZZ_SHORT_SECONDS of mutation under ASan+UBSan."""
+    one_check(res, log, ["make", "-s", "--no-print-directory", "fuzz-short"],
+              "fuzzing (make fuzz-short)", LIMIT_SUITE)
+
+
 # What a user would type after installing: a key update both ways.
 IMPORT_CHECK = r"""
 import os, sys, tlsrekey
@@ -538,6 +564,8 @@ SUITES = [
     ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
     ("interop-asan", "Interop matrix, ASan+UBSan (less the in-process pyOpenSSL)",
      suite_interop_asan),
+    ("leaks", "Leak loops, Python and Lua (make soak-short)", suite_leaks),
+    ("fuzz", "Fuzzing the core (make fuzz-short)", suite_fuzz),
     ("packaging-python", "Python packaging: pip install ., sdist, wheel", suite_packaging_python),
     ("packaging-lua", "Lua packaging: luarocks make", suite_packaging_lua),
 ]
