@@ -300,19 +300,20 @@ def pytest(res, log, pythonpath, xml, env=None, limit=LIMIT_SUITE, capture="fd",
     return out, odd_exit
 
 
-def suite_python(res, log):
+def plain_pytest(res, log, where, name):
     if make("build-python", res, log):
-        _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, "python.xml"))
+        _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, name + ".xml"),
+                             where=where)
         if odd_exit:
             res.problem(odd_exit)
+
+
+def suite_python(res, log):
+    plain_pytest(res, log, "tests/python", "python")
 
 
 def suite_interop(res, log):
-    if make("build-python", res, log):
-        _, odd_exit = pytest(res, log, "python", os.path.join(RESULTS, "interop.xml"),
-                             where="tests/interop")
-        if odd_exit:
-            res.problem(odd_exit)
+    plain_pytest(res, log, "tests/interop", "interop")
 
 
 def busted(res, log, cpath, xml, env=None, limit=LIMIT_SUITE):
@@ -390,17 +391,21 @@ def check_python_asan_setup(res, log):
         say("sanitizer setup: imports build/asan/python; a deliberate leak is reported")
 
 
+def sanitized_pytest(res, log, where, name, extra=()):
+    reports = os.path.join(RESULTS, "asan-" + name)
+    env = python_asan_env(reports)
+    # --capture=sys: pytest captures Python's sys.stdout/stderr only, so a UBSan
+    # report written to file descriptor 2 reaches the log even if it kills pytest.
+    out, odd_exit = pytest(res, log, "build/asan/python",
+                           os.path.join(RESULTS, name + "-asan.xml"), env=env,
+                           limit=LIMIT_SAN_SUITE, capture="sys", where=where, extra=extra)
+    check_sanitizer_reports(res, reports, out, odd_exit)
+
+
 def suite_python_asan(res, log):
     if make("build-asan-python", res, log):
         check_python_asan_setup(res, log)
-        reports = os.path.join(RESULTS, "asan-python")
-        env = python_asan_env(reports)
-        # --capture=sys: pytest captures Python's sys.stdout/stderr only, so a UBSan
-        # report written to file descriptor 2 reaches the log even if it kills pytest.
-        out, odd_exit = pytest(res, log, "build/asan/python",
-                               os.path.join(RESULTS, "python-asan.xml"),
-                               env=env, limit=LIMIT_SAN_SUITE, capture="sys")
-        check_sanitizer_reports(res, reports, out, odd_exit)
+        sanitized_pytest(res, log, "tests/python", "python")
 
 
 def suite_interop_asan(res, log):
@@ -411,13 +416,7 @@ def suite_interop_asan(res, log):
     the interop suite. The other peers are child processes, started without the
     sanitizer runtime by the harness."""
     if make("build-asan-python", res, log):
-        reports = os.path.join(RESULTS, "asan-interop")
-        env = python_asan_env(reports)
-        out, odd_exit = pytest(res, log, "build/asan/python",
-                               os.path.join(RESULTS, "interop-asan.xml"), env=env,
-                               limit=LIMIT_SAN_SUITE, capture="sys",
-                               where="tests/interop", extra=["-k", "not pyOpenSSL"])
-        check_sanitizer_reports(res, reports, out, odd_exit)
+        sanitized_pytest(res, log, "tests/interop", "interop", ["-k", "not pyOpenSSL"])
 
 
 def suite_lua_asan(res, log):
