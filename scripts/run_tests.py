@@ -2,8 +2,9 @@
 """Runs every tlsrekey test suite for `make test` and sums them up.
 
 Suites, in order: the C core tests, pytest, busted, the interop matrix; the same
-under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; the short leak
-loops and the bounded fuzzing run (mk/soak.mk, mk/fuzz.mk); then the packaging
+under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection; the C tests
+under valgrind, the short leak loops and the bounded fuzzing run (mk/valgrind.mk,
+mk/soak.mk, mk/fuzz.mk); then the packaging
 checks (pip install ., the sdist, the wheel, the Lua rock). Each suite builds what it
 needs first (a make target), so one broken part does not hide the others' results.
 Every suite is run and counted even when an earlier one failed.
@@ -443,6 +444,21 @@ def one_check(res, log, cmd, label, limit):
         res.failed += 1
 
 
+def suite_valgrind(res, log):
+    """mk/valgrind.mk: each C test program under memcheck; one check per program
+    (its line `valgrind: NAME clean (...)` or `valgrind: NAME FAILED (...)`)."""
+    status, out = run(["make", "-s", "--no-print-directory", "-j2", "valgrind"], log,
+                      limit=LIMIT_SUITE)
+    clean = re.findall(r"^valgrind: (\S+) clean", out, re.M)
+    failed = re.findall(r"^valgrind: (\S+) FAILED", out, re.M)
+    res.passed += len(clean)
+    res.failed += len(failed)
+    if status != 0 and not failed:
+        res.problem("make valgrind exited with status %s" % status)
+    if not clean and not failed and status == 0:
+        res.problem("make valgrind ran no program")
+
+
 def suite_leaks(res, log):
     """The short leak loops of mk/soak.mk: create/handshake/rekey/close cycles and
     error paths in Python and in Lua, failing on resident-set growth."""
@@ -563,6 +579,7 @@ SUITES = [
     ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
     ("interop-asan", "Interop matrix, ASan+UBSan (less the in-process pyOpenSSL)",
      suite_interop_asan),
+    ("valgrind", "C core tests under valgrind memcheck (make valgrind)", suite_valgrind),
     ("leaks", "Leak loops, Python and Lua (make soak-short)", suite_leaks),
     ("fuzz", "Fuzzing the core (make fuzz-short)", suite_fuzz),
     ("packaging-python", "Python packaging: pip install ., sdist, wheel", suite_packaging_python),
