@@ -41,8 +41,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # A mirror can fail for a moment: three tries, as CI has one go at this.
+  for try in 1 2 3; do
+    if apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+      break
+    fi
+    [ "$try" -lt 3 ] || { echo "deps: apt-get failed three times" >&2; exit 1; }
+    sleep 10
+  done
 fi
 
 if [ "${1:-}" = --venv ]; then
