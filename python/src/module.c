@@ -182,7 +182,7 @@ make_key_update_type(void)
     cls = PyObject_Call(int_enum, args, kwargs);
     if (cls != NULL) {
         PyObject *doc = PyUnicode_FromString(
-            "The key update types of SSL_key_update(3), with OpenSSL's values.\n\n"
+            "The key update types of the SSL_key_update manual page (section 3), with OpenSSL's values.\n\n"
             "NONE (-1): nothing scheduled (get_key_update_type()); not a valid\n"
             "argument to key_update(). NOT_REQUESTED (0): update our sending keys.\n"
             "REQUESTED (1): also ask the peer to update its sending keys.");
