@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -81,7 +82,15 @@ static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
 static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *err)
 {
     trk_status st = TRK_OK;
-    int callback_failed = 0;
+    int callback_failed = 0, restore_flags = -1;
+    /* On a blocking socket SSL_read goes on to wait for application data once the
+     * handshake is done: the socket is non-blocking for the while (the core's
+     * wait loop polls instead), and back as it was afterwards. */
+    if (c->transport == TRK_T_FD && c->fd >= 0) {
+        int fl = fcntl(c->fd, F_GETFL);
+        if (fl != -1 && !(fl & O_NONBLOCK) && fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) == 0)
+            restore_flags = fl;
+    }
     /* Without AUTO_RETRY SSL_read comes back after each handshake record, so the
      * loop can stop when the handshake is done instead of waiting for data. */
     SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
@@ -100,6 +109,8 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
     }
     if (c->ssl != NULL)
         SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+    if (restore_flags != -1)
+        fcntl(c->fd, F_SETFL, restore_flags);
     if (callback_failed)
         c->callback_failed = 1;
     return st;

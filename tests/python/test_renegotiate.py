@@ -1,10 +1,12 @@
 """TLS 1.2 renegotiation: seed statements 6-11 of SSL_key_update(3), each over the
 in-memory pair and over a socket pair, and the renegotiation pitfalls of issue 2."""
+import socket
+
 import pytest
 
 import tlsrekey
 
-from conftest import catch
+from conftest import TIMEOUT, catch
 
 TLS12 = {"max_version": "TLSv1.2"}
 METHODS = ["renegotiate", "renegotiate_abbreviated"]
@@ -256,3 +258,37 @@ def test_renegotiation_events_are_reported(make_link):
     assert "c:hello_request_received" in names
     assert "c:renegotiation_done" in names and "s:renegotiation_done" in names
     assert names.index("s:hello_request_sent") < names.index("c:hello_request_received")
+
+
+def test_client_renegotiation_over_blocking_sockets(test_cert):
+    """Blocking sockets (no timeout): the write that drives the renegotiation
+    returns once the handshake is done instead of waiting for data that never comes
+    (the core reads the handshake through with the socket briefly non-blocking)."""
+    import threading
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    try:
+        server = tlsrekey.Context.server(cert, key, max_version="TLSv1.2",
+                                         allow_client_renegotiation=True).wrap(b)
+        client = tlsrekey.Context.client(cert, max_version="TLSv1.2").wrap(
+            a, server_hostname="localhost")
+        assert a.gettimeout() is None and b.gettimeout() is None
+        t = threading.Thread(target=server.do_handshake)
+        t.start()
+        client.do_handshake()
+        t.join(TIMEOUT)
+        got = []
+        t = threading.Thread(target=lambda: (got.append(server.read(1)),
+                                             server.write(b"d")), daemon=True)
+        t.start()
+        a.settimeout(None)
+        client.renegotiate()
+        assert client.write(b"x") == 1
+        assert client.read(1) == b"d"
+        t.join(TIMEOUT)
+        assert got == [b"x"]
+        assert client.stats["renegotiations"] == 1 and server.stats["renegotiations"] == 1
+        assert a.getblocking()                  # left as it was found
+    finally:
+        a.close()
+        b.close()
