@@ -137,12 +137,17 @@ def wait_all(procs, timeout):
     return outs
 
 
-def run_one(impl, workload, count, args, tmpdir):
+def run_one(impl, workload, count, args, tmpdir, cpu=None):
     base = impl.cmd + ["--workload", workload, "--count", str(count),
                        "--cert", args.cert, "--key", args.key,
                        "--transport", impl.transport]
     env = dict(os.environ, **impl.env)
     popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    if cpu is not None:
+        # Both processes of a socket run on one CPU: on a VM, waking a process on
+        # the other vCPU costs more than a whole small TLS round trip, and how often
+        # that happens depends on the scheduler, not on the code (bench/README.md).
+        popen["preexec_fn"] = lambda: os.sched_setaffinity(0, {cpu})
     if impl.transport == "pair":
         outs = wait_all({"process": subprocess.Popen(base, **popen)}, args.timeout)
         return last_json(outs["process"][1], impl.name)
@@ -329,13 +334,16 @@ def main():
     ap.add_argument("--lua", default="lua5.4")
     ap.add_argument("--limit", default=os.path.join(ROOT, "build", "bench", "limit"))
     ap.add_argument("--timeout", type=float, help="seconds per measurement")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let the scheduler place processes (default: every process of "
+                         "round r runs on CPU r mod ncpu)")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--no-json", action="store_true", help="do not write a results file")
     args = ap.parse_args()
 
     counts = parse_counts(args.counts, dict(QUICK if args.quick else FULL))
     rounds = args.rounds or (1 if args.quick else 3)
-    args.timeout = args.timeout or (120 if args.quick else 900)
+    args.timeout = args.timeout or (60 if args.quick else 300)
     workloads = args.workloads.split(",") if args.workloads else WORKLOADS
     for w in workloads:
         if w not in WORKLOADS:
@@ -358,9 +366,12 @@ def main():
             "host": platform.node(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "kernel": platform.release(),
             "load_before": os.getloadavg(), "quick": args.quick, "rounds": rounds,
+            "pinned": not args.no_pin,
             "counts": counts, "versions": versions(args, impls),
         }
         runs = []
+        failed_cells = set()
+        cpus = sorted(os.sched_getaffinity(0))
         total = rounds * len(workloads) * len(impls)
         done = 0
         t_start = time.monotonic()
@@ -373,8 +384,14 @@ def main():
                     done += 1
                     rec = {"round": r, "workload": w, "impl": impl.name,
                            "transport": impl.transport, "count": counts[w]}
+                    if (impl.name, w) in failed_cells:
+                        # a failure (a hang: the timeout) is not worth repeating
+                        rec["status"], rec["error"] = "failed", "failed in an earlier round"
+                        runs.append(rec)
+                        continue
                     try:
-                        res = run_one(impl, w, counts[w], args, tmpdir)
+                        cpu = None if args.no_pin else cpus[r % len(cpus)]
+                        res = run_one(impl, w, counts[w], args, tmpdir, cpu)
                         rec["result"] = res
                         if "na" in res:
                             rec["status"], rec["reason"] = "na", res["na"]
@@ -383,6 +400,7 @@ def main():
                             rec["value"] = {m: value_of(w, res, m) for m in METRICS}
                     except Failed as e:
                         rec["status"], rec["error"] = "failed", str(e)
+                        failed_cells.add((impl.name, w))
                     runs.append(rec)
                     shown = (f"{rec['value']['wall']:.1f} (cpu {rec['value']['cpu']:.1f})"
                              if rec["status"] == "ok" else rec["status"])
@@ -474,7 +492,8 @@ def report(info, impls, workloads, cells):
         lines.append("n/a: " + "; ".join(f"{n}: {r}" for n, r in nas))
     for k, v in cells["wall"].items():
         if v["status"] == "failed":
-            lines.append(f"FAILED {k[0]} {k[1]}: {v['errors'][0]}")
+            first = next((e for e in v["errors"] if e), "?")
+            lines.append(f"FAILED {k[0]} {k[1]}: {first}")
     lines.append("versions: " + "; ".join(f"{k}: {v}" for k, v in info["versions"].items()))
     return "\n".join(lines)
 
