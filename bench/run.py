@@ -83,6 +83,12 @@ def implementations(args):
         Impl("tlsrekey Python (pair)", "pair", P("trk_bench.py"), pyenv),
         Impl("tlsrekey Lua (pair)", "pair", L("trk_bench.lua"), luaenv),
         *variants["pair"],
+        # the lever "SSL_MODE_RELEASE_BUFFERS as an option": what it saves
+        # per idle connection and what it costs per small message
+        Impl("tlsrekey Python (pair, release_buffers)", "pair",
+             P("trk_bench.py") + ["--release-buffers"], pyenv),
+        Impl("tlsrekey Lua (pair, release_buffers)", "pair",
+             L("trk_bench.lua") + ["--release-buffers", "1"], luaenv),
         Impl("Python ssl (SSLObject+MemoryBIO)", "pair", P("ssl_bench.py"), pyenv),
         Impl("pyOpenSSL (memory BIO)", "pair", P("pyopenssl_bench.py"), pyenv),
         Impl("C limit (socketpair)", "socket", limit, reference=True),
@@ -217,7 +223,7 @@ def fmt_ratio(impl, workload, r):
 
 
 def target_for(impl, workload):
-    if not impl.name.startswith("tlsrekey"):
+    if not impl.name.startswith("tlsrekey") or "release_buffers" in impl.name:
         return None
     if workload == "MEM":
         return TARGET_MEM
@@ -343,7 +349,7 @@ def main():
 
     counts = parse_counts(args.counts, dict(QUICK if args.quick else FULL))
     rounds = args.rounds or (1 if args.quick else 3)
-    args.timeout = args.timeout or (60 if args.quick else 300)
+    args.timeout = args.timeout or (60 if args.quick else 120)
     workloads = args.workloads.split(",") if args.workloads else WORKLOADS
     for w in workloads:
         if w not in WORKLOADS:

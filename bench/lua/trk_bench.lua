@@ -13,6 +13,7 @@ local function contexts()
     t.min_version, t.max_version = v, v
     t.ciphersuites, t.ciphers = B.SUITE13, B.CIPHER12
     t.groups = a.tls12 and B.GROUPS12 or B.GROUPS13
+    t.release_buffers = a["release-buffers"] == "1"
     return t
   end
   local cctx = tlsrekey.context(opts { mode = "client", cafile = a.cert })

@@ -67,6 +67,8 @@ def parse_args(transports=("pair", "socket")):
     p.add_argument("--path")
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
+    p.add_argument("--release-buffers", action="store_true",
+                   help="tlsrekey only: contexts with release_buffers=True")
     a = p.parse_args()
     a.tls12 = a.workload == "W3b"
     a.server = a.role == "server"

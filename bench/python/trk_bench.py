@@ -15,7 +15,8 @@ from tlsrekey import _tlsrekey  # noqa: E402
 def contexts(args):
     v = "TLSv1.2" if args.tls12 else "TLSv1.3"
     common = dict(min_version=v, max_version=v, ciphersuites=B.SUITE13,
-                  ciphers=B.CIPHER12, groups=B.GROUPS12 if args.tls12 else B.GROUPS13)
+                  ciphers=B.CIPHER12, groups=B.GROUPS12 if args.tls12 else B.GROUPS13,
+                  release_buffers=args.release_buffers)
     server = tlsrekey.Context.server(args.cert, args.key,
                                      allow_client_renegotiation=True, **common)
     client = tlsrekey.Context.client(cafile=args.cert, **common)
