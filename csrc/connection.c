@@ -38,7 +38,7 @@ static int is_ip_literal(const char *name)
 static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn **out,
                            trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     *out = NULL;
     if (ctx == NULL)
         return trk__fail(err, TRK_ARG, "no context", "a context is required");
@@ -229,7 +229,7 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
                                 const char *server_hostname, trk_conn **out,
                                 trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     *out = NULL;
     if (ctx != NULL && trk_ctx_is_dtls(ctx))
         return trk__fail(err, TRK_ARG, "not for dtls",
@@ -283,7 +283,7 @@ int trk_conn_fd(const trk_conn *conn)
 
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "settimeout: the connection is closed");
@@ -349,7 +349,7 @@ trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
 
 static trk_status need_memory(trk_conn *conn, const char *op, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (conn == NULL || conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "%s: the connection is closed", op);
@@ -418,7 +418,7 @@ trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
     int r = BIO_read(conn->out_bio, buf, want);
     if (r > 0)
         *n = (size_t)r;
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
@@ -564,7 +564,7 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
         int step_errno = errno;
         trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, step_errno, op, err);
         if (ret > 0)
-            ERR_clear_error();
+            trk__err_clear();
         if (st == TRK_WANT_READ || st == TRK_WANT_WRITE) {
             if (conn->transport == TRK_T_PAIR && ++rounds < PAIR_MAX_ROUNDS &&
                 (own_input_waiting(conn, st) || pump_peer(conn)))
@@ -663,7 +663,7 @@ static void detach_from_peer(trk_conn *c)
         BIO_write(in, buf, r);
     BIO_set_mem_eof_return(in, 0);
     SSL_set_bio(p->ssl, in, out); /* frees the old end of the BIO pair */
-    ERR_clear_error();
+    trk__err_clear();
 }
 
 void trk_conn_close(trk_conn *conn)
@@ -686,7 +686,7 @@ void trk_conn_close(trk_conn *conn)
         conn->dstash = NULL;
     }
     conn->stash_len = conn->stash_off = conn->stash_cap = 0;
-    ERR_clear_error();
+    trk__err_clear();
 }
 
 void trk_conn_free(trk_conn *conn)

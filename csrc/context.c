@@ -44,7 +44,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     *out = NULL;
     if (role != TRK_CLIENT && role != TRK_SERVER)
         return trk__fail(err, TRK_ARG, "invalid role", "role must be client or server");
@@ -85,7 +85,7 @@ static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err
         trk_ctx_free(ctx);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot set up a DTLS context");
     }
-    ERR_clear_error();
+    trk__err_clear();
     *out = ctx;
     return TRK_OK;
 }
@@ -113,7 +113,7 @@ void trk_ctx_free(trk_ctx *ctx)
     BIO_free(ctx->keylog);
     free(ctx->alpn);
     free(ctx);
-    ERR_clear_error();
+    trk__err_clear();
 }
 
 trk_role trk_ctx_role(const trk_ctx *ctx)
@@ -190,13 +190,13 @@ static trk_status set_version(trk_ctx *ctx, const char *name, int is_max,
 
 trk_status trk_ctx_set_min_version(trk_ctx *ctx, const char *name, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     return set_version(ctx, name, 0, err);
 }
 
 trk_status trk_ctx_set_max_version(trk_ctx *ctx, const char *name, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     return set_version(ctx, name, 1, err);
 }
 
@@ -210,14 +210,14 @@ static BIO *pem_bio(const char *data, size_t len)
 trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
                                    int is_pem, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (data == NULL)
         return trk__fail(err, TRK_ARG, "no certificate", "no certificate given");
     if (!is_pem) {
         if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, data) != 1)
             return trk__fail_openssl(err, TRK_ARG, NULL,
                                      "cannot load the certificate file '%.200s'", data);
-        ERR_clear_error();
+        trk__err_clear();
         return TRK_OK;
     }
     BIO *bio = pem_bio(data, len);
@@ -242,14 +242,14 @@ trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
         }
     }
     BIO_free(bio);
-    ERR_clear_error(); /* the end of the PEM stream ("no start line") is expected */
+    trk__err_clear(); /* the end of the PEM stream ("no start line") is expected */
     return TRK_OK;
 }
 
 trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
                                    int is_pem, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (data == NULL)
         return trk__fail(err, TRK_ARG, "no key", "no private key given");
     if (!is_pem) {
@@ -273,14 +273,14 @@ trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
         SSL_CTX_check_private_key(ctx->ssl_ctx) != 1)
         return trk__fail_openssl(err, TRK_ARG, NULL,
                                  "the private key does not match the certificate");
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
 trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,
                                const char *capath, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (data != NULL && is_pem) {
         BIO *bio = pem_bio(data, len);
         if (bio == NULL)
@@ -309,23 +309,23 @@ trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int i
                                      "cannot load CA certificates from '%.200s'",
                                      data != NULL ? data : capath);
     }
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
 trk_status trk_ctx_load_default_verify(trk_ctx *ctx, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (SSL_CTX_set_default_verify_paths(ctx->ssl_ctx) != 1)
         return trk__fail_openssl(err, TRK_ARG, NULL,
                                  "cannot load the system trust store");
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
 trk_status trk_ctx_set_verify(trk_ctx *ctx, trk_verify_mode mode, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     int flags;
     switch (mode) {
     case TRK_VERIFY_NONE:
@@ -349,7 +349,7 @@ trk_status trk_ctx_set_verify(trk_ctx *ctx, trk_verify_mode mode, trk_error *err
 
 trk_status trk_ctx_set_check_hostname(trk_ctx *ctx, int on, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (on && ctx->role != TRK_CLIENT)
         return trk__fail(err, TRK_ARG, "client only",
                          "check_hostname applies to client contexts only");
@@ -364,7 +364,7 @@ int trk_ctx_check_hostname(const trk_ctx *ctx)
 
 trk_status trk_ctx_set_ciphers(trk_ctx *ctx, const char *list, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (list == NULL || SSL_CTX_set_cipher_list(ctx->ssl_ctx, list) != 1)
         return trk__fail_openssl(err, TRK_ARG, NULL, "no usable cipher in '%.100s'",
                                  list ? list : "");
@@ -373,7 +373,7 @@ trk_status trk_ctx_set_ciphers(trk_ctx *ctx, const char *list, trk_error *err)
 
 trk_status trk_ctx_set_ciphersuites(trk_ctx *ctx, const char *list, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (list == NULL || SSL_CTX_set_ciphersuites(ctx->ssl_ctx, list) != 1)
         return trk__fail_openssl(err, TRK_ARG, NULL,
                                  "no usable TLS 1.3 ciphersuite in '%.100s'",
@@ -383,7 +383,7 @@ trk_status trk_ctx_set_ciphersuites(trk_ctx *ctx, const char *list, trk_error *e
 
 trk_status trk_ctx_set_groups(trk_ctx *ctx, const char *list, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (list == NULL || SSL_CTX_set1_groups_list(ctx->ssl_ctx, list) != 1)
         return trk__fail_openssl(err, TRK_ARG, NULL, "no usable group in '%.100s'",
                                  list ? list : "");
@@ -393,7 +393,7 @@ trk_status trk_ctx_set_groups(trk_ctx *ctx, const char *list, trk_error *err)
 trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
                             trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t l = protos[i] ? strlen(protos[i]) : 0;
@@ -429,7 +429,7 @@ trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
 trk_status trk_ctx_set_session_cache(trk_ctx *ctx, int on, trk_error *err)
 {
     (void)err;
-    ERR_clear_error();
+    trk__err_clear();
     SSL_CTX_set_session_cache_mode(ctx->ssl_ctx,
                                    on ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
     return TRK_OK;
@@ -437,7 +437,7 @@ trk_status trk_ctx_set_session_cache(trk_ctx *ctx, int on, trk_error *err)
 
 trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (n < 0 || n > 64)
         return trk__fail(err, TRK_ARG, "invalid ticket count",
                          "num_tickets must be between 0 and 64, not %d", n);
@@ -448,7 +448,7 @@ trk_status trk_ctx_set_num_tickets(trk_ctx *ctx, int n, trk_error *err)
 trk_status trk_ctx_set_session_tickets(trk_ctx *ctx, int on, trk_error *err)
 {
     (void)err;
-    ERR_clear_error();
+    trk__err_clear();
     if (on)
         SSL_CTX_clear_options(ctx->ssl_ctx, SSL_OP_NO_TICKET);
     else
@@ -458,7 +458,7 @@ trk_status trk_ctx_set_session_tickets(trk_ctx *ctx, int on, trk_error *err)
 
 trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     BIO *bio = NULL;
     if (path != NULL) {
         bio = BIO_new_file(path, "a");
@@ -490,7 +490,7 @@ static void set_option(SSL_CTX *s, uint64_t opt, int on)
 trk_status trk_ctx_set_renegotiation(trk_ctx *ctx, int allow_client, int none,
                                      trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (allow_client && none)
         return trk__fail(err, TRK_ARG, "conflicting renegotiation options",
                          "allow_client_renegotiation and no_renegotiation exclude "
@@ -503,7 +503,7 @@ trk_status trk_ctx_set_renegotiation(trk_ctx *ctx, int allow_client, int none,
 trk_status trk_ctx_set_ignore_unexpected_eof(trk_ctx *ctx, int on, trk_error *err)
 {
     (void)err;
-    ERR_clear_error();
+    trk__err_clear();
     set_option(ctx->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF, on);
     return TRK_OK;
 }
@@ -511,7 +511,7 @@ trk_status trk_ctx_set_ignore_unexpected_eof(trk_ctx *ctx, int on, trk_error *er
 trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err)
 {
     (void)err;
-    ERR_clear_error();
+    trk__err_clear();
     if (on)
         SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
     else

@@ -307,7 +307,7 @@ trk_status trk__dtls_attach_fd(trk_conn *conn, trk_error *err)
      * starts like a BIO_ADDR (a union of sockaddrs). */
     BIO_ctrl_set_connected(b, &peer);
     SSL_set_bio(conn->ssl, b, b);
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
@@ -496,7 +496,7 @@ int trk_ctx_is_dtls(const trk_ctx *ctx)
 
 trk_status trk_ctx_set_dtls_cookie_exchange(trk_ctx *ctx, int on, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (!ctx->dtls || ctx->role != TRK_SERVER)
         return trk__fail(err, TRK_ARG, "dtls servers only",
                          "cookie exchange applies to DTLS server contexts only");
@@ -526,7 +526,7 @@ static unsigned int timer_cb(SSL *ssl, unsigned int timer_us)
 
 trk_status trk_ctx_set_dtls_initial_timeout(trk_ctx *ctx, double seconds, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (!ctx->dtls)
         return trk__fail(err, TRK_ARG, "dtls only",
                          "the retransmission timeout applies to DTLS contexts only");
@@ -557,11 +557,11 @@ int trk__dtls_timer(trk_conn *conn, double *seconds)
 
 trk_status trk__dtls_on_timer(trk_conn *conn, const char *op, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     errno = 0;
     int r = (int)DTLSv1_handle_timeout(conn->ssl);
     if (r >= 0) {
-        ERR_clear_error();
+        trk__err_clear();
         return TRK_OK;
     }
     return trk__ssl_status(conn, r, errno, op, err);
@@ -617,7 +617,7 @@ trk_status trk_conn_set_mtu(trk_conn *conn, long mtu, trk_error *err)
     if (!DTLS_set_link_mtu(conn->ssl, mtu) || !SSL_set_mtu(conn->ssl, mtu - overhead))
         return trk__fail_openssl(err, TRK_ARG, NULL, "set_mtu: OpenSSL refused %ld",
                                  mtu);
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 
@@ -626,6 +626,6 @@ size_t trk_conn_dtls_data_mtu(const trk_conn *conn)
     if (conn == NULL || conn->ssl == NULL || !conn->dtls)
         return 0;
     size_t n = DTLS_get_data_mtu(conn->ssl);
-    ERR_clear_error();
+    trk__err_clear();
     return n;
 }

@@ -111,7 +111,7 @@ static void vformat(trk_error *err, const char *fmt, va_list ap)
 trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
                      const char *fmt, ...)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (err == NULL)
         return status;
     reset(err, status);
@@ -127,7 +127,7 @@ trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reas
                              const char *fmt, ...)
 {
     if (err == NULL) {
-        ERR_clear_error();
+        trk__err_clear();
         return status;
     }
     reset(err, status);
@@ -158,7 +158,7 @@ static void remember_fatal(trk_conn *conn, const trk_error *err)
 
 trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (err != NULL)
         *err = *conn->fatal;
     return conn->fatal->status;
@@ -166,7 +166,7 @@ trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err)
 
 trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (conn == NULL || conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "%s: the connection is closed", op);
@@ -208,13 +208,13 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
 
     switch (e) {
     case SSL_ERROR_NONE:
-        ERR_clear_error();
+        trk__err_clear();
         return TRK_OK;
     case SSL_ERROR_WANT_READ:
-        ERR_clear_error();
+        trk__err_clear();
         return TRK_WANT_READ;
     case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error();
+        trk__err_clear();
         return TRK_WANT_WRITE;
     default:
         break;

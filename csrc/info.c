@@ -135,7 +135,7 @@ trk_status trk_conn_peer_certificate(const trk_conn *conn, trk_cert_info *info,
                                      unsigned char **der, size_t *der_len,
                                      trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     *der = NULL;
     *der_len = 0;
     if (conn == NULL || conn->ssl == NULL)
@@ -168,7 +168,7 @@ trk_status trk_conn_peer_certificate(const trk_conn *conn, trk_cert_info *info,
         san_line(cert, info->san, sizeof info->san);
     }
     X509_free(cert);
-    ERR_clear_error();
+    trk__err_clear();
     *der = buf;
     *der_len = (size_t)n;
     return TRK_OK;
@@ -179,7 +179,7 @@ trk_status trk_conn_export_keying_material(const trk_conn *conn, unsigned char *
                                            const unsigned char *context,
                                            size_t context_len, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     if (conn == NULL || conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "export_keying_material: the connection is closed");

@@ -165,7 +165,7 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
         return trk__fail(err, TRK_ARG, "invalid size",
                          "read: the buffer size must be positive");
     if (conn != NULL && conn->ssl != NULL && (*n = take_stash(conn, buf, cap)) > 0) {
-        ERR_clear_error();
+        trk__err_clear();
         conn->stats.bytes_read += *n;
         return TRK_OK;
     }

@@ -63,7 +63,7 @@ static trk_status check_policy(const trk_rekey_policy *p, trk_error *err)
 trk_status trk_ctx_set_rekey_policy(trk_ctx *ctx, const trk_rekey_policy *policy,
                                     trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     trk_status st = check_policy(policy, err);
     if (st == TRK_OK)
         ctx->policy = *policy;

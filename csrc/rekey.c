@@ -99,7 +99,7 @@ trk_status trk_conn_key_update(trk_conn *conn, int type, int now, trk_error *err
                          "want_read); finish that write first");
     if (SSL_key_update(conn->ssl, type) != 1)
         return trk__fail_openssl(err, TRK_STATE, NULL, "key_update refused");
-    ERR_clear_error();
+    trk__err_clear();
     if (now)
         return trk_conn_do_handshake(conn, err);
     return TRK_OK;
@@ -150,7 +150,7 @@ static trk_status renegotiate(trk_conn *conn, int abbreviated, trk_error *err)
                          : SSL_renegotiate(conn->ssl);
     if (ok != 1)
         return trk__fail_openssl(err, TRK_STATE, NULL, "%s refused", op);
-    ERR_clear_error();
+    trk__err_clear();
     return TRK_OK;
 }
 

@@ -58,7 +58,7 @@ static int valid_name(const char *cn)
 trk_status trk_make_test_cert(const char *common_name, char **cert_pem, size_t *cert_len,
                               char **key_pem, size_t *key_len, trk_error *err)
 {
-    ERR_clear_error();
+    trk__err_clear();
     *cert_pem = *key_pem = NULL;
     *cert_len = *key_len = 0;
     if (common_name == NULL || !valid_name(common_name))
@@ -121,6 +121,6 @@ done:
     BIO_free(kb);
     X509_free(cert);
     EVP_PKEY_free(key);
-    ERR_clear_error();
+    trk__err_clear();
     return st;
 }
