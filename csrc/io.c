@@ -244,6 +244,25 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     return trk__write_chunk(conn, buf, len, n, err);
 }
 
+/* Below this, one record's crypto costs less than a GIL round trip (bench/). */
+#define SMALL_IO 4096
+
+static int busy_with_handshake(const trk_conn *c)
+{
+    return !c->handshake_done || SSL_in_init(c->ssl) || SSL_renegotiate_pending(c->ssl) ||
+           SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE;
+}
+
+int trk_conn_may_block(const trk_conn *conn, size_t len)
+{
+    if (conn == NULL || conn->ssl == NULL)
+        return 0;
+    if (conn->transport == TRK_T_FD || len >= SMALL_IO || busy_with_handshake(conn))
+        return 1;
+    /* a pair end moves its peer along: the peer's handshake counts too */
+    return conn->peer != NULL && conn->peer->ssl != NULL && busy_with_handshake(conn->peer);
+}
+
 size_t trk_conn_pending(const trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)

@@ -406,6 +406,12 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
 trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
                           trk_error *err);
 
+/* Whether a read or write of `len` bytes may take long: wait on a socket, run (or
+ * move the other end of a pair through) a handshake or key update, or seal or open
+ * much data. A shim holding an interpreter lock releases it around such calls; a
+ * call for which this is 0 seals or opens at most a small record in memory. */
+int trk_conn_may_block(const trk_conn *conn, size_t len);
+
 /* Decrypted bytes readable without touching the transport. */
 size_t trk_conn_pending(const trk_conn *conn);
 

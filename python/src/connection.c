@@ -379,6 +379,17 @@ Connection_dealloc(ConnectionObject *self)
 /* Handshake and I/O                                                          */
 /* ------------------------------------------------------------------------- */
 
+/*
+ * Sealing or opening one small record in memory costs less than giving up and
+ * retaking the GIL; the core says when a call can do more (wait on a socket, run a
+ * handshake, bulk crypto), and only those release it (bench/PROPOSALS.md, P2).
+ */
+static int
+keeps_gil(ConnectionObject *self, Py_ssize_t len)
+{
+    return !trk_conn_may_block(self->conn, (size_t)len);
+}
+
 static PyObject *
 Connection_do_handshake(ConnectionObject *self, PyObject *unused)
 {
@@ -419,9 +430,13 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
         Py_DECREF(buf);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
-    Py_END_ALLOW_THREADS
+    if (keeps_gil(self, cap)) {
+        st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
+        Py_END_ALLOW_THREADS
+    }
     if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
         st = TRK_OK;
         got = 0;
@@ -435,10 +450,51 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
     return buf;
 }
 
-static PyObject *
-Connection_read_into(ConnectionObject *self, PyObject *args, PyObject *kwds)
+/* read_into(buffer, nbytes=None): positional calls (the hot path) take the
+ * arguments straight from the vector; anything else goes through the usual parser,
+ * which also words every error. */
+static int
+read_into_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+               Py_buffer *view, PyObject **nbytes_obj)
 {
     static char *kwlist[] = {"buffer", "nbytes", NULL};
+    PyObject *tuple, *kwds = NULL;
+    Py_ssize_t i;
+    int ok;
+
+    if (kwnames == NULL && (nargs == 1 || nargs == 2)) {
+        if (PyObject_GetBuffer(args[0], view, PyBUF_WRITABLE) == 0) {
+            *nbytes_obj = nargs == 2 ? args[1] : Py_None;
+            return 1;
+        }
+        PyErr_Clear();
+    }
+    tuple = PyTuple_New(nargs);
+    if (tuple == NULL)
+        return 0;
+    for (i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    if (kwnames != NULL) {
+        kwds = PyDict_New();
+        for (i = 0; kwds != NULL && i < PyTuple_GET_SIZE(kwnames); i++)
+            if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                Py_CLEAR(kwds);
+        if (kwds == NULL) {
+            Py_DECREF(tuple);
+            return 0;
+        }
+    }
+    ok = PyArg_ParseTupleAndKeywords(tuple, kwds, "w*|O:read_into", kwlist, view,
+                                     nbytes_obj);
+    Py_DECREF(tuple);
+    Py_XDECREF(kwds);
+    return ok;
+}
+
+static PyObject *
+Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
     Py_buffer view;
     PyObject *nbytes_obj = Py_None;
     Py_ssize_t cap;
@@ -447,8 +503,7 @@ Connection_read_into(ConnectionObject *self, PyObject *args, PyObject *kwds)
     trk_status st;
     int entered;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*|O:read_into", kwlist, &view,
-                                     &nbytes_obj))
+    if (!read_into_args(args, nargs, kwnames, &view, &nbytes_obj))
         return NULL;
     cap = view.len;
     if (nbytes_obj != Py_None) {
@@ -467,9 +522,13 @@ Connection_read_into(ConnectionObject *self, PyObject *args, PyObject *kwds)
     }
     if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
-    Py_END_ALLOW_THREADS
+    if (keeps_gil(self, cap)) {
+        st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
+        Py_END_ALLOW_THREADS
+    }
     if (st == TRK_CLOSED) {
         st = TRK_OK;
         got = 0;
@@ -483,8 +542,9 @@ fail:
     return NULL;
 }
 
+/* METH_O: one argument needs no tuple and no format string. */
 static PyObject *
-Connection_write(ConnectionObject *self, PyObject *args)
+Connection_write(ConnectionObject *self, PyObject *data)
 {
     Py_buffer view;
     size_t written = 0;
@@ -492,16 +552,23 @@ Connection_write(ConnectionObject *self, PyObject *args)
     trk_status st;
     int entered;
 
-    if (!PyArg_ParseTuple(args, "y*:write", &view))
-        return NULL;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* the parser raises the documented error */
+        if (!PyArg_Parse(data, "y*:write", &view))
+            return NULL;
+    }
     if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
         PyBuffer_Release(&view);
         return NULL;
     }
     /* len 0 still calls the core: it sends what is owed (a key update reply). */
-    Py_BEGIN_ALLOW_THREADS
-    st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
-    Py_END_ALLOW_THREADS
+    if (keeps_gil(self, view.len)) {
+        st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&view);
     if (conn_finish(self, entered, st, &err, NULL) < 0)
         return NULL;
@@ -1242,11 +1309,11 @@ static PyMethodDef Connection_methods[] = {
      "has already arrived is returned even when a KeyUpdate or a session ticket\n"
      "came first; a read may also send (a key update reply, renegotiation\n"
      "messages)."},
-    {"read_into", SHIM_METH(Connection_read_into), METH_VARARGS | METH_KEYWORDS,
+    {"read_into", SHIM_METH(Connection_read_into), METH_FASTCALL | METH_KEYWORDS,
      "read_into(buffer, nbytes=None) -> int\n\n"
      "Read up to nbytes (default: len(buffer)) into a writable buffer; returns the\n"
      "count, 0 once the peer has closed the connection cleanly."},
-    {"write", (PyCFunction)Connection_write, METH_VARARGS,
+    {"write", (PyCFunction)Connection_write, METH_O,
      "write(data) -> int\n\n"
      "Write all of data (any bytes-like object); returns len(data). write(b\"\")\n"
      "really calls OpenSSL: it sends whatever protocol message is owed, such as\n"
