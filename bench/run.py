@@ -35,7 +35,7 @@ TITLES = {
     "MEM": "MEM KiB/pair",
 }
 FULL = {"W1": 16384, "W2": 100000, "W3": 20000, "W3b": 2000, "W4": 5000, "MEM": 10000}
-QUICK = {"W1": 2048, "W2": 5000, "W3": 2000, "W3b": 100, "W4": 200, "MEM": 300}
+QUICK = {"W1": 4096, "W2": 20000, "W3": 5000, "W3b": 200, "W4": 300, "MEM": 500}
 CHUNK = 16384
 
 # Targets for the tlsrekey rows (issue 6): ratio to C in the same transport at least
@@ -51,18 +51,20 @@ class Impl:
         self.env, self.reference = env or {}, reference
 
 
+def trk_env(tree):
+    """Environments for the Python and Lua programs using the tlsrekey of a tree laid
+    out like the repository: python/tlsrekey with the extension built in place,
+    lua/*.lua, build/lua/tlsrekey/core.so."""
+    return ({"PYTHONPATH": os.path.join(tree, "python")},
+            {"LUA_PATH": ";".join([os.path.join(HERE, "lua", "?.lua"),
+                                   os.path.join(tree, "lua", "?.lua"), ""]) + ";",
+             "LUA_CPATH": os.path.join(tree, "build", "lua", "?.so") + ";;"})
+
+
 def implementations(args):
     py = args.python
     lua = args.lua
-
-    def trk_env(python_dir, lua_cpath_dir):
-        return ({"PYTHONPATH": python_dir},
-                {"LUA_PATH": ";".join([os.path.join(HERE, "lua", "?.lua"),
-                                       os.path.join(ROOT, "lua", "?.lua"), ""]) + ";",
-                 "LUA_CPATH": os.path.join(lua_cpath_dir, "?.so") + ";;"})
-
-    pyenv, luaenv = trk_env(os.path.join(ROOT, "python"),
-                            os.path.join(ROOT, "build", "lua"))
+    pyenv, luaenv = trk_env(args.tree)
     P = lambda f: [py, os.path.join(HERE, "python", f)]  # noqa: E731
     L = lambda f: [lua, os.path.join(HERE, "lua", f)]    # noqa: E731
     limit = [args.limit]
@@ -71,8 +73,7 @@ def implementations(args):
     variants = {"pair": [], "socket": []}
     for spec in args.variant or []:
         name, _, d = spec.partition("=")
-        d = os.path.abspath(d)
-        vpy, vlua = trk_env(os.path.join(d, "python"), os.path.join(d, "build", "lua"))
+        vpy, vlua = trk_env(os.path.abspath(d))
         for t, label in (("pair", "pair"), ("socket", "socketpair")):
             variants[t] += [
                 Impl(f"tlsrekey Python [{name}] ({label})", t, P("trk_bench.py"), vpy),
@@ -277,6 +278,35 @@ def make_cert(tmpdir):
     return cert, key
 
 
+def snapshot(tmpdir):
+    """Copies the built bindings (python/tlsrekey, lua/*.lua, the Lua module) so that
+    every round measures the build as it was when the run started: other people's
+    `make build` in a shared tree replaces the extension in place."""
+    tree = os.path.join(tmpdir, "tree")
+    shutil.copytree(os.path.join(ROOT, "python", "tlsrekey"),
+                    os.path.join(tree, "python", "tlsrekey"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(tree, "lua"))
+    for f in os.listdir(os.path.join(ROOT, "lua")):
+        if f.endswith(".lua"):
+            shutil.copy(os.path.join(ROOT, "lua", f), os.path.join(tree, "lua"))
+    mod = os.path.join(ROOT, "build", "lua", "tlsrekey", "core.so")
+    if os.path.exists(mod):
+        os.makedirs(os.path.join(tree, "build", "lua", "tlsrekey"))
+        shutil.copy(mod, os.path.join(tree, "build", "lua", "tlsrekey"))
+    return tree
+
+
+def tree_state():
+    """The commit measured, and whether the sources differed from it."""
+    def git(*a):
+        r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
+        return r.stdout.strip()
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "modified": git("status", "--porcelain", "--", "csrc", "python/src",
+                            "python/tlsrekey", "lua").splitlines()}
+
+
 def build_limit(path):
     src = os.path.join(HERE, "c", "limit.c")
     if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(src):
@@ -287,7 +317,7 @@ def build_limit(path):
                     "-o", path], check=True)
 
 
-def versions(args, impls):
+def versions(args):
     def out(cmd, env=None):
         try:
             return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
@@ -295,8 +325,7 @@ def versions(args, impls):
                                   timeout=60).stdout.strip()
         except Exception as e:  # noqa: BLE001 - informational only
             return f"? ({e})"
-    pyenv = impls[1].env
-    luaenv = impls[2].env
+    pyenv, luaenv = trk_env(args.tree)
     return {
         "libssl (C limit, tlsrekey, LuaSec)": out(["openssl", "version"]),
         "tlsrekey Python": out([args.python, "-c",
@@ -356,6 +385,8 @@ def main():
             raise SystemExit(f"unknown workload {w!r}")
 
     build_limit(args.limit)
+    tmpdir = tempfile.mkdtemp(prefix="tlsrekey-bench-")
+    args.tree = snapshot(tmpdir)
     impls = implementations(args)
     if args.only:
         keys = [k.strip().lower() for k in args.only.split(",")]
@@ -363,7 +394,6 @@ def main():
     if args.transport:
         impls = [i for i in impls if i.transport == args.transport]
 
-    tmpdir = tempfile.mkdtemp(prefix="tlsrekey-bench-")
     try:
         args.cert, args.key = make_cert(tmpdir)
         started = datetime.datetime.now()
@@ -373,7 +403,7 @@ def main():
             "cpus": os.cpu_count(), "kernel": platform.release(),
             "load_before": os.getloadavg(), "quick": args.quick, "rounds": rounds,
             "pinned": not args.no_pin,
-            "counts": counts, "versions": versions(args, impls),
+            "counts": counts, "versions": versions(args), "tree": tree_state(),
         }
         runs = []
         failed_cells = set()
@@ -478,7 +508,10 @@ def report(info, impls, workloads, cells):
         f"tlsrekey benchmark  {info['started']}  {info['host']} ({info['cpus']} cpus, "
         f"load {info['load_before'][0]:.2f} before, {info['load_after'][0]:.2f} after)  "
         f"{info['rounds']} round(s), {info['elapsed_s']:.0f} s"
-        + ("  --quick" if info["quick"] else ""),
+        + ("  --quick" if info["quick"] else "")
+        + f"  tree {info['tree']['commit']}"
+        + (f" + {len(info['tree']['modified'])} modified file(s)"
+           if info["tree"]["modified"] else ""),
         f"counts: W1 {c['W1'] * CHUNK / 2**20:.0f} MiB in 16 KiB writes, W2 {c['W2']} "
         f"round trips, W3 {c['W3']} key updates, W3b {c['W3b']} renegotiations, "
         f"W4 {c['W4']} handshakes, MEM {c['MEM']} idle pairs",
