@@ -357,7 +357,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="scaled-down counts and one round: a smoke run")
-    ap.add_argument("--rounds", type=int, help="rounds (default 3, --quick 1)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5, --quick 1)")
     ap.add_argument("--counts", help="override counts, e.g. W1=4096,W4=1000")
     ap.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--only", help="comma-separated substrings of implementation names "
@@ -377,7 +377,7 @@ def main():
     args = ap.parse_args()
 
     counts = parse_counts(args.counts, dict(QUICK if args.quick else FULL))
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     args.timeout = args.timeout or (60 if args.quick else 120)
     workloads = args.workloads.split(",") if args.workloads else WORKLOADS
     for w in workloads:

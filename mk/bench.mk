@@ -5,7 +5,7 @@
 # and LUA. Not part of `make test`.
 #
 #   make bench                    the full run (root Makefile): every implementation x
-#                                 workload, 3 interleaved rounds; the table, and JSON
+#                                 workload, 5 interleaved rounds; the table, and JSON
 #                                 in bench/results/
 #   make bench-quick              scaled-down counts, one round: a smoke run (< 1 min)
 #   make bench-limit              only the C limit program (run.py also builds it)
