@@ -375,6 +375,48 @@ Connection_dealloc(ConnectionObject *self)
     PyObject_GC_Del(self);
 }
 
+/* ---- reading one value: the connection's lock, one core getter, a Python value */
+
+typedef int (*conn_int)(const trk_conn *);
+typedef size_t (*conn_size)(const trk_conn *);
+
+static PyObject *
+get_flag(ConnectionObject *self, conn_int fn)
+{
+    int v, entered;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    v = fn(self->conn);
+    conn_leave(self, entered);
+    return PyBool_FromLong(v);
+}
+
+static PyObject *
+get_int(ConnectionObject *self, conn_int fn)
+{
+    int v, entered;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    v = fn(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromLong(v);
+}
+
+static PyObject *
+get_size(ConnectionObject *self, conn_size fn)
+{
+    size_t v;
+    int entered;
+
+    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
+        return NULL;
+    v = fn(self->conn);
+    conn_leave(self, entered);
+    return PyLong_FromSize_t(v);
+}
+
 /* ------------------------------------------------------------------------- */
 /* Handshake and I/O                                                          */
 /* ------------------------------------------------------------------------- */
@@ -578,15 +620,8 @@ Connection_write(ConnectionObject *self, PyObject *data)
 static PyObject *
 Connection_pending(ConnectionObject *self, PyObject *unused)
 {
-    size_t n;
-    int entered;
-
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    n = trk_conn_pending(self->conn);
-    conn_leave(self, entered);
-    return PyLong_FromSize_t(n);
+    return get_size(self, trk_conn_pending);
 }
 
 static PyObject *
@@ -807,14 +842,8 @@ Connection_renegotiate_abbreviated(ConnectionObject *self, PyObject *unused)
 static PyObject *
 Connection_renegotiate_pending(ConnectionObject *self, PyObject *unused)
 {
-    int pending, entered;
-
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    pending = trk_conn_renegotiate_pending(self->conn);
-    conn_leave(self, entered);
-    return PyBool_FromLong(pending);
+    return get_flag(self, trk_conn_renegotiate_pending);
 }
 
 /* ---- DTLS ---------------------------------------------------------------- */
@@ -965,14 +994,8 @@ done:
 static PyObject *
 Connection_fileno(ConnectionObject *self, PyObject *unused)
 {
-    int fd, entered;
-
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    fd = trk_conn_fd(self->conn);
-    conn_leave(self, entered);
-    return PyLong_FromLong(fd);
+    return get_int(self, trk_conn_fd);
 }
 
 static PyObject *
@@ -1052,20 +1075,6 @@ get_text(ConnectionObject *self, conn_text fn)
     return r;
 }
 
-typedef int (*conn_flag)(const trk_conn *);
-
-static PyObject *
-get_flag(ConnectionObject *self, conn_flag fn)
-{
-    int v, entered;
-
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    v = fn(self->conn);
-    conn_leave(self, entered);
-    return PyBool_FromLong(v);
-}
-
 static const char *
 conn_role_text(const trk_conn *conn)
 {
@@ -1116,29 +1125,15 @@ Connection_get_alpn(ConnectionObject *self, void *c)
 static PyObject *
 Connection_get_data_mtu(ConnectionObject *self, void *c)
 {
-    size_t n;
-    int entered;
-
     SHIM_UNUSED(c);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    n = trk_conn_dtls_data_mtu(self->conn);
-    conn_leave(self, entered);
-    return PyLong_FromSize_t(n);
+    return get_size(self, trk_conn_dtls_data_mtu);
 }
 
 static PyObject *
 Connection_get_outgoing(ConnectionObject *self, void *c)
 {
-    size_t n;
-    int entered;
-
     SHIM_UNUSED(c);
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    n = trk_conn_outgoing(self->conn);
-    conn_leave(self, entered);
-    return PyLong_FromSize_t(n);
+    return get_size(self, trk_conn_outgoing);
 }
 
 static PyObject *
