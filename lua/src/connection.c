@@ -169,6 +169,21 @@ static int done(lua_State *L, ltrk_connection *c, trk_status st, const trk_error
     return 1;
 }
 
+/* A call that takes no argument and returns true: the connection, the core call,
+ * and done(). */
+typedef trk_status (*conn_action)(trk_conn *, trk_error *);
+
+static int run_action(lua_State *L, conn_action fn)
+{
+    ltrk_connection *c = check_idle(L);
+    trk_error err;
+    trk_status st;
+
+    ltrk_call_enter(L, c);
+    st = fn(c->conn, &err);
+    return done(L, c, st, &err);
+}
+
 /* read/write: would-block is a result, not an error. */
 static int would_block(lua_State *L, trk_status st)
 {
@@ -183,13 +198,7 @@ static int would_block(lua_State *L, trk_status st)
 
 static int conn_do_handshake(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
-    trk_error err;
-    trk_status st;
-
-    ltrk_call_enter(L, c);
-    st = trk_conn_do_handshake(c->conn, &err);
-    return done(L, c, st, &err);
+    return run_action(L, trk_conn_do_handshake);
 }
 
 /*
@@ -315,13 +324,7 @@ static int conn_feed(lua_State *L)
 
 static int conn_feed_eof(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
-    trk_error err;
-    trk_status st;
-
-    ltrk_call_enter(L, c);
-    st = trk_conn_feed_eof(c->conn, &err);
-    return done(L, c, st, &err);
+    return run_action(L, trk_conn_feed_eof);
 }
 
 /* conn:drain() -> everything waiting to be sent, "" if nothing. */
@@ -402,24 +405,12 @@ static int conn_get_key_update_type(lua_State *L)
 
 static int conn_renegotiate(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
-    trk_error err;
-    trk_status st;
-
-    ltrk_call_enter(L, c);
-    st = trk_conn_renegotiate(c->conn, &err);
-    return done(L, c, st, &err);
+    return run_action(L, trk_conn_renegotiate);
 }
 
 static int conn_renegotiate_abbreviated(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
-    trk_error err;
-    trk_status st;
-
-    ltrk_call_enter(L, c);
-    st = trk_conn_renegotiate_abbreviated(c->conn, &err);
-    return done(L, c, st, &err);
+    return run_action(L, trk_conn_renegotiate_abbreviated);
 }
 
 static int conn_renegotiate_pending(lua_State *L)
@@ -707,13 +698,7 @@ static int conn_get_timeout(lua_State *L)
 /* conn:handle_timeout() -> true; retransmits the last flight if the timer expired. */
 static int conn_handle_timeout(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
-    trk_error err;
-    trk_status st;
-
-    ltrk_call_enter(L, c);
-    st = trk_conn_dtls_handle_timeout(c->conn, &err);
-    return done(L, c, st, &err);
+    return run_action(L, trk_conn_dtls_handle_timeout);
 }
 
 /* conn:set_mtu(n): the link MTU (e.g. 1500), instead of the socket's path MTU. */
