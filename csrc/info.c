@@ -35,6 +35,14 @@ const char *trk_conn_cipher(const trk_conn *conn)
     return c != NULL ? SSL_CIPHER_get_name(c) : NULL;
 }
 
+const char *trk_conn_group(const trk_conn *conn)
+{
+    if (conn == NULL || conn->ssl == NULL || !conn->handshake_done)
+        return NULL;
+    int nid = SSL_get_negotiated_group(conn->ssl);
+    return nid != NID_undef && nid != 0 ? SSL_group_to_name(conn->ssl, nid) : NULL;
+}
+
 void trk_conn_alpn(const trk_conn *conn, const unsigned char **proto, size_t *len)
 {
     unsigned int l = 0;

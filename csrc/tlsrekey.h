@@ -519,6 +519,10 @@ void trk_testing_set_aead_scale(uint64_t divisor);
 const char *trk_conn_version(const trk_conn *conn);
 /* OpenSSL's cipher name ("TLS_AES_256_GCM_SHA384"), NULL likewise. */
 const char *trk_conn_cipher(const trk_conn *conn);
+/* The key exchange group of the last full handshake, by the name `groups` takes
+ * ("x25519", "secp256r1"), NULL likewise or when there was none (TLS 1.2 RSA key
+ * exchange). A resumption reports the group of the handshake that made the session. */
+const char *trk_conn_group(const trk_conn *conn);
 /* Negotiated ALPN protocol: *len 0 if none. The bytes belong to the connection. */
 void trk_conn_alpn(const trk_conn *conn, const unsigned char **proto, size_t *len);
 /* 1 if the last handshake resumed a session. */

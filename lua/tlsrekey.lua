@@ -82,7 +82,38 @@ end
 -- Two connections joined in memory and handshaken: no network, no files. Takes the
 -- options of pair_contexts. Each end keeps the other alive (the core drives one
 -- from inside the other's calls); close() one to disconnect it.
+-- pair{client_ctx = c, server_ctx = s [, server_hostname = h]} joins two existing
+-- contexts instead (one pair of contexts for many pairs); no other option goes
+-- with them.
 function M.pair(opts)
+  if type(opts) == "table" and (opts.client_ctx ~= nil or opts.server_ctx ~= nil) then
+    for k in pairs(opts) do
+      if k ~= "client_ctx" and k ~= "server_ctx" and k ~= "server_hostname" then
+        error(("bad argument #1 to 'pair' (option '%s' cannot be combined with "
+               .. "client_ctx/server_ctx)"):format(tostring(k)), 2)
+      end
+    end
+    for _, name in ipairs { "client_ctx", "server_ctx" } do
+      local ctx = opts[name]
+      local mt = type(ctx) == "userdata" and getmetatable(ctx)
+      if not (type(mt) == "table" and mt.__name == "tlsrekey.context") then
+        error(("bad argument #1 to 'pair' (option '%s' must be a tlsrekey.context, "
+               .. "got %s)"):format(name, type(mt) == "table" and mt.__name or type(ctx)), 2)
+      end
+      local want = name == "client_ctx" and "client" or "server"
+      if ctx:role() ~= want then
+        error(("bad argument #1 to 'pair' (option '%s' must be a %s context, got a %s "
+               .. "context)"):format(name, want, ctx:role()), 2)
+      end
+    end
+    local hostname = opts.server_hostname
+    if hostname == nil then hostname = "localhost" end
+    if type(hostname) ~= "string" or hostname:find("\0", 1, true) then
+      error("bad argument #1 to 'pair' (option 'server_hostname' must be a string "
+            .. "without NUL bytes)", 2)
+    end
+    return core.pair(opts.client_ctx, opts.server_ctx, hostname)
+  end
   local cctx, sctx, hostname = M.pair_contexts(opts, "pair")
   return core.pair(cctx, sctx, hostname)
 end

@@ -9,7 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
 import tlsrekey  # noqa: E402
-from tlsrekey import _tlsrekey  # noqa: E402
 
 
 def contexts(args):
@@ -24,15 +23,12 @@ def contexts(args):
 
 
 def negotiated(args, conn):
-    # The core has no accessor for the group: it is pinned (groups=) on both ends,
-    # so any other group would have failed the handshake.
-    return B.check(args, conn.version, conn.cipher, None)
+    return B.check(args, conn.version, conn.cipher, conn.group)
 
 
 def make_pair(cctx, sctx):
-    # tlsrekey.pair() makes fresh contexts (and a certificate) per call; W4 wants
-    # handshakes from one context, which only the private _pair offers.
-    return _tlsrekey._pair(cctx, sctx, B.HOST)
+    # one pair of contexts for every pair, as W4 wants
+    return tlsrekey.pair(client_ctx=cctx, server_ctx=sctx, server_hostname=B.HOST)
 
 
 def read_exact(conn, buf, n):

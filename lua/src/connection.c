@@ -503,6 +503,11 @@ static int conn_cipher(lua_State *L)
     return push_string_or_nil(L, trk_conn_cipher(check_open(L)->conn));
 }
 
+static int conn_group(lua_State *L)
+{
+    return push_string_or_nil(L, trk_conn_group(check_open(L)->conn));
+}
+
 static int conn_alpn(lua_State *L)
 {
     ltrk_connection *c = check_open(L);
@@ -797,6 +802,7 @@ void ltrk_connection_open(lua_State *L)
         {"role", conn_role},
         {"version", conn_version},
         {"cipher", conn_cipher},
+        {"group", conn_group},
         {"alpn", conn_alpn},
         {"session_reused", conn_session_reused},
         {"secure_renegotiation", conn_secure_renegotiation},

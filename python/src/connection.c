@@ -1097,6 +1097,7 @@ conn_role_text(const trk_conn *conn)
 TEXT_GETTER(role, conn_role_text)
 TEXT_GETTER(version, trk_conn_version)
 TEXT_GETTER(cipher, trk_conn_cipher)
+TEXT_GETTER(group, trk_conn_group)
 TEXT_GETTER(state, trk_conn_state)
 FLAG_GETTER(session_reused, trk_conn_session_reused)
 FLAG_GETTER(secure_renegotiation, trk_conn_secure_renegotiation)
@@ -1443,6 +1444,9 @@ static PyGetSetDef Connection_getset[] = {
      "The negotiated protocol (\"TLSv1.3\"), None before the handshake.", NULL},
     {"cipher", (getter)Connection_get_cipher, NULL,
      "OpenSSL's name of the negotiated cipher, None before the handshake.", NULL},
+    {"group", (getter)Connection_get_group, NULL,
+     "The key exchange group (\"x25519\", \"secp256r1\"), None before the handshake\n"
+     "or without one. A resumption reports the group of the original handshake.", NULL},
     {"alpn", (getter)Connection_get_alpn, NULL,
      "The negotiated ALPN protocol, or None.", NULL},
     {"session_reused", (getter)Connection_get_session_reused, NULL,

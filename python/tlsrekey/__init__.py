@@ -249,10 +249,14 @@ _PAIR_CLIENT = frozenset({"verify", "check_hostname", "capath"})
 
 
 def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
-         server_hostname="localhost", **options):
+         server_hostname="localhost", client_ctx=None, server_ctx=None, **options):
     """pair(**options) -> (client, server): two connections joined in memory,
     handshaken before this returns (TLS 1.3 unless max_version says otherwise;
     DTLS 1.2 with dtls=True, the ends then joined by datagram queues).
+
+    pair(client_ctx=..., server_ctx=..., server_hostname=...) joins two existing
+    contexts instead (one pair of contexts for many pairs, as with sockets); no
+    other option goes with them.
 
     Whenever one end would wait for the other, it moves the other end forward
     itself, so a key update request or a renegotiation completes inside ordinary
@@ -268,6 +272,22 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     verify_client, num_tickets, session_cache, session_tickets, cookie_exchange; for the client:
     verify, check_hostname, capath.
     """
+    if client_ctx is not None or server_ctx is not None:
+        given = sorted(k for k, v in (("cert", cert), ("key", key), ("cafile", cafile),
+                                      ("client_cert", client_cert),
+                                      ("client_key", client_key)) if v is not None)
+        if given or options:
+            raise TypeError("pair(): client_ctx/server_ctx cannot be combined with "
+                            + ", ".join(given + sorted(options)))
+        for name, ctx in (("client_ctx", client_ctx), ("server_ctx", server_ctx)):
+            if not isinstance(ctx, Context):
+                raise TypeError(f"{name}: expected a tlsrekey.Context, "
+                                f"got {type(ctx).__name__}")
+            want = name[:6]
+            if ctx.role != want:
+                raise ValueError(f"{name}: expected a {want} context, got a "
+                                 f"{ctx.role} context")
+        return _tlsrekey._pair(client_ctx, server_ctx, server_hostname)
     unknown = set(options) - _PAIR_BOTH - _PAIR_SERVER - _PAIR_CLIENT
     if unknown:
         raise TypeError(f"pair() got unexpected options: {', '.join(sorted(unknown))}")

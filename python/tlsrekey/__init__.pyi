@@ -1,7 +1,7 @@
 # Type stubs for the tlsrekey package (python/tlsrekey/__init__.py); the C half is
 # described in _tlsrekey.pyi. Kept in step with the code by tests/python/test_package.py.
 import os
-from typing import Literal, Mapping, Sequence, Tuple, Union
+from typing import Literal, Mapping, Sequence, Tuple, Union, overload
 
 from typing_extensions import TypeAlias
 
@@ -88,6 +88,14 @@ class Context(_tlsrekey.Context):
         dtls_initial_timeout: float | None = None,
     ) -> Context: ...
 
+@overload
+def pair(
+    *,
+    client_ctx: Context,
+    server_ctx: Context,
+    server_hostname: str | None = "localhost",
+) -> Tuple[Connection, Connection]: ...
+@overload
 def pair(
     *,
     cert: _Source | None = None,

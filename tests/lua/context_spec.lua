@@ -120,6 +120,56 @@ describe("contexts", function()
     assert.equal("TLSv1.3", c13:version())
     local cg = tlsrekey.pair { groups = "X25519" }
     assert.equal("TLSv1.3", cg:version())
+    assert.equal("x25519", cg:group())
+  end)
+
+  it("group_names_the_key_exchange_of_each_version", function()
+    local c, s = tlsrekey.pair { groups = "P-256" }
+    assert.equal("secp256r1", c:group())
+    assert.equal("secp256r1", s:group())
+    -- TLS 1.2 ECDHE: the certificate's curve must stay usable for its signature
+    local c12, s12 = tlsrekey.pair { max_version = "TLSv1.2", groups = "P-384:P-256" }
+    assert.equal("TLSv1.2", c12:version())
+    assert.equal("secp384r1", c12:group())
+    assert.equal("secp384r1", s12:group())
+    local cctx = tlsrekey.pair_contexts()
+    assert.is_nil(cctx:memory { server_hostname = "localhost" }:group())
+  end)
+
+  it("pair_joins_existing_contexts", function()
+    local cctx, sctx = tlsrekey.pair_contexts()
+    for i = 1, 3 do
+      local c, s = tlsrekey.pair { client_ctx = cctx, server_ctx = sctx }
+      assert.equal("x25519", c:group())
+      c:key_update("requested")
+      c:write("m" .. i)
+      assert.equal("m" .. i, s:read())
+      s:write("ok")
+      assert.equal("ok", c:read())
+      assert.equal(1, c:stats().key_updates_sent)
+      assert.equal(1, c:stats().key_updates_received)
+      assert.equal(1, s:stats().key_updates_received)
+    end
+    -- the server name is checked against the certificate as usual
+    local ok, err = pcall(tlsrekey.pair, { client_ctx = cctx, server_ctx = sctx,
+                                           server_hostname = "elsewhere.example" })
+    assert.is_false(ok)
+    assert.equal("verify", err.code)
+  end)
+
+  it("pair_with_contexts_rejects_bad_input", function()
+    local cctx, sctx = tlsrekey.pair_contexts()
+    local err = H.bad_argument(1, "pair", tlsrekey.pair, { client_ctx = cctx })
+    assert.truthy(err:find("'server_ctx'", 1, true), err)
+    err = H.bad_argument(1, "pair", tlsrekey.pair, { client_ctx = "ctx", server_ctx = sctx })
+    assert.truthy(err:find("'client_ctx' must be a tlsrekey.context, got string", 1, true), err)
+    err = H.bad_argument(1, "pair", tlsrekey.pair, { client_ctx = sctx, server_ctx = cctx })
+    assert.truthy(err:find("must be a client context, got a server context", 1, true), err)
+    err = H.bad_argument(1, "pair", tlsrekey.pair,
+                         { client_ctx = cctx, server_ctx = sctx, groups = "P-256" })
+    assert.truthy(err:find("'groups' cannot be combined", 1, true), err)
+    H.bad_argument(1, "pair", tlsrekey.pair,
+                   { client_ctx = cctx, server_ctx = sctx, server_hostname = 1 })
     H.bad_argument(1, "context", tlsrekey.context, { mode = "client", ciphersuites = "NOPE" })
   end)
 

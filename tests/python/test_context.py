@@ -188,8 +188,62 @@ def test_unknown_cipher_names_are_value_errors_naming_the_option(option):
 def test_groups_are_used():
     c, s = tlsrekey.pair(groups="P-256")
     assert c.version == "TLSv1.3"
+    assert c.group == s.group == "secp256r1"
     c.write(b"x")
     assert s.read() == b"x"
+
+
+def test_group_names_the_key_exchange_of_each_version(test_cert):
+    c, s = tlsrekey.pair()
+    assert c.group == s.group == "x25519"
+    # TLS 1.2 ECDHE: the certificate's curve must stay usable for its signature
+    c, s = tlsrekey.pair(max_version="TLSv1.2", groups="P-384:P-256")
+    assert c.version == "TLSv1.2" and c.group == s.group == "secp384r1"
+    client_ctx = tlsrekey.Context.client(test_cert[0], groups="X25519:P-256")
+    server_ctx = tlsrekey.Context.server(*test_cert)
+    c, s = tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx)
+    assert c.group == "x25519"
+    c.close()
+    assert c.group is None
+
+
+def test_group_is_none_before_the_handshake(test_cert):
+    c = tlsrekey.Context.client(test_cert[0]).memory(server_hostname="localhost")
+    assert c.group is None
+
+
+def test_pair_joins_existing_contexts(test_cert):
+    client_ctx = tlsrekey.Context.client(test_cert[0])
+    server_ctx = tlsrekey.Context.server(*test_cert)
+    ends = [tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx) for _ in range(3)]
+    for i, (c, s) in enumerate(ends):
+        c.key_update(tlsrekey.KeyUpdateType.REQUESTED)
+        c.write(b"%d" % i)
+        assert s.read() == b"%d" % i
+        s.write(b"ok")
+        assert c.read() == b"ok"
+        # the request crossed, and the server's reply came back
+        assert c.stats["key_updates_sent"] == 1 and c.stats["key_updates_received"] == 1
+        assert s.stats["key_updates_received"] == 1
+    # the server name is checked against the certificate as usual
+    with pytest.raises(tlsrekey.CertificateError):
+        tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx,
+                      server_hostname="elsewhere.example")
+
+
+def test_pair_with_contexts_rejects_bad_input(test_cert):
+    client_ctx = tlsrekey.Context.client(test_cert[0])
+    server_ctx = tlsrekey.Context.server(*test_cert)
+    with pytest.raises(TypeError, match="server_ctx"):
+        tlsrekey.pair(client_ctx=client_ctx)
+    with pytest.raises(TypeError, match="client_ctx"):
+        tlsrekey.pair(client_ctx="ctx", server_ctx=server_ctx)
+    with pytest.raises(ValueError, match="client_ctx: expected a client context"):
+        tlsrekey.pair(client_ctx=server_ctx, server_ctx=client_ctx)
+    with pytest.raises(TypeError, match="groups"):
+        tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, groups="P-256")
+    with pytest.raises(TypeError, match="cert"):
+        tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, cert=test_cert[0])
 
 
 # -- ALPN -----------------------------------------------------------------------
