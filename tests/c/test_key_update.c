@@ -144,7 +144,8 @@ TEST(test_key_update_before_handshake_is_a_state_error)
     CHECK_STATUS(trk_conn_key_update(m, TRK_KEY_UPDATE_NOT_REQUESTED, 0, &e), TRK_STATE,
                  &e);
     CHECK(strcmp(e.reason, "handshake not complete") == 0);
-    CHECK(trk_conn_version(m) == NULL && trk_conn_cipher(m) == NULL);
+    CHECK(trk_conn_version(m) == NULL && trk_conn_cipher(m) == NULL &&
+          trk_conn_group(m) == NULL);
     trk_conn_free(m);
     trk_ctx_free(cctx);
     trk_ctx_free(sctx);
@@ -155,6 +156,9 @@ TEST(test_many_key_updates_keep_data_flowing)
     trk_conn *c, *s;
     trk_error e;
     REQUIRE(u_pair(NULL, &c, &s));
+    /* the default groups put X25519 first */
+    CHECK(trk_conn_group(c) != NULL && strcmp(trk_conn_group(c), "x25519") == 0);
+    CHECK(trk_conn_group(s) != NULL && strcmp(trk_conn_group(s), "x25519") == 0);
     for (int i = 0; i < 500; i++) {
         trk_conn *a = i % 2 ? c : s, *b = i % 2 ? s : c;
         CHECK_STATUS(trk_conn_key_update(a, i % 3 == 0 ? TRK_KEY_UPDATE_REQUESTED
