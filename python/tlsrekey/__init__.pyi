@@ -104,6 +104,8 @@ def pair(
     client_cert: _Source | None = None,
     client_key: _Source | None = None,
     server_hostname: str | None = "localhost",
+    client_ctx: None = None,
+    server_ctx: None = None,
     min_version: _Version | str | None = ...,
     max_version: _Version | str | None = ...,
     ciphers: str | None = ...,
