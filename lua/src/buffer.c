@@ -7,7 +7,7 @@
  * The userdata's block is the bytes themselves: #buf is lua_rawlen, there is no
  * header and no user value, and nothing links a buffer to a connection, so a
  * buffer outlives whatever read into it. What Lua code needs of the bytes is
- * string-shaped: buf:tostring(i, j) and buf:byte(i, j) take string.sub's and
+ * string-shaped: buf:sub(i, j) and buf:byte(i, j) take string.sub's and
  * string.byte's indices.
  */
 #include <string.h>
@@ -82,9 +82,9 @@ static size_t end_index(lua_Integer j, size_t len)
     return (size_t)((lua_Integer)len + j + 1);
 }
 
-/* buf:tostring([i [, j]]) -> the bytes i..j as a string (string.sub's indices:
+/* buf:sub([i [, j]]) -> the bytes i..j as a string (string.sub's indices:
  * default all of it). */
-static int buffer_tostring_method(lua_State *L)
+static int buffer_sub(lua_State *L)
 {
     size_t len;
     const unsigned char *p = check_self(L, &len);
@@ -140,7 +140,7 @@ static int buffer_tostring(lua_State *L)
 void ltrk_buffer_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"tostring", buffer_tostring_method},
+        {"sub", buffer_sub},
         {"byte", buffer_byte},
         {NULL, NULL}};
     static const luaL_Reg metamethods[] = {

@@ -200,10 +200,10 @@ local ROWS = {
   { "buffer-table", function() tlsrekey.buffer({}) end, arg(1, "buffer") },
   { "buffer-huge", function() tlsrekey.buffer(math.maxinteger) end, arg(1, "buffer") },
   { "buffer-past-the-limit", function() tlsrekey.buffer(1 << 31) end, arg(1, "buffer") },
-  { "buffer-tostring-index-type", function() tlsrekey.buffer(4):tostring("x") end,
-    arg(1, "tostring") },
-  { "buffer-tostring-end-float", function() tlsrekey.buffer(4):tostring(1, 2.5) end,
-    arg(2, "tostring") },
+  { "buffer-sub-index-type", function() tlsrekey.buffer(4):sub("x") end,
+    arg(1, "sub") },
+  { "buffer-sub-end-float", function() tlsrekey.buffer(4):sub(1, 2.5) end,
+    arg(2, "sub") },
   { "buffer-byte-index-type", function() tlsrekey.buffer(4):byte({}) end, arg(1, "byte") },
   { "feed-on-pair", function() local c = pair(); c:feed("x") end, code("state") },
   { "feed-table", function() memory():feed({}) end, arg(1, "feed") },
@@ -242,7 +242,7 @@ local ROWS = {
   { "read_into-on-a-buffer", function()
       local c, b = pair(), tlsrekey.buffer(4); c.read_into(b, b) end, { self = "read_into" } },
   { "buffer-method-on-a-connection", function()
-      local c, b = pair(), tlsrekey.buffer(4); b.tostring(c) end, { self = "tostring" } },
+      local c, b = pair(), tlsrekey.buffer(4); b.sub(c) end, { self = "sub" } },
   { "buffer-method-on-a-string", function() tlsrekey.buffer(4).byte("abc") end,
     { self = "byte" } },
   { "buffer-length-of-a-string", function()

@@ -37,14 +37,14 @@ describe("I/O", function()
       local n
       H.read_until(c, function() n = c:read_into(buf); return n ~= nil end)
       assert.equal(4, n)
-      assert.equal("0123", buf:tostring())
+      assert.equal("0123", buf:sub())
       local big = tlsrekey.buffer(10)
       assert.equal(3, c:read_into(big, 3)) -- no more than n, though more is there
-      assert.equal("456", big:tostring(1, 3))
+      assert.equal("456", big:sub(1, 3))
       assert.equal(3, c:pending())
       assert.equal(3, c:read_into(big)) -- what there is: 3 of 10
-      assert.equal("789", big:tostring(1, 3))
-      assert.equal("789" .. ("\0"):rep(7), big:tostring()) -- nothing past the count
+      assert.equal("789", big:sub(1, 3))
+      assert.equal("789" .. ("\0"):rep(7), big:sub()) -- nothing past the count
       assert.equal(0, c:pending())
       -- the counters see the same bytes as with read()
       assert.equal(10, c:stats().bytes_read)
@@ -52,7 +52,7 @@ describe("I/O", function()
       s:key_update("requested")
       s:write("after")
       H.read_until(c, function() n = c:read_into(big); return n ~= nil end)
-      assert.equal("after", big:tostring(1, n))
+      assert.equal("after", big:sub(1, n))
       assert.equal(1, c:stats().key_updates_received)
     end)
 
@@ -159,27 +159,27 @@ describe("I/O", function()
     end)
   end
 
-  -- A buffer answers as the string of its bytes would: tostring(i, j) as
+  -- A buffer answers as the string of its bytes would: sub(i, j) as
   -- string.sub, byte(i, j) as string.byte, for every index, negative and out of range.
   it("buffer_indices_are_those_of_strings", function()
     local c, s = tlsrekey.pair()
     local text = "abcdefghij"
     local buf = tlsrekey.buffer(#text)
-    assert.equal(("\0"):rep(10), buf:tostring()) -- a new buffer is all zero
+    assert.equal(("\0"):rep(10), buf:sub()) -- a new buffer is all zero
     c:write(text)
     assert.equal(10, s:read_into(buf))
     assert.equal(10, #buf)
     assert.equal("tlsrekey.buffer(10)", tostring(buf))
-    assert.equal(text, buf:tostring())
+    assert.equal(text, buf:sub())
     assert.equal(97, buf:byte())
     local big, huge = math.maxinteger, math.mininteger
     local idx = { huge, -big, -12, -11, -10, -9, -2, -1, 0, 1, 2, 9, 10, 11, 12, big }
     for _, i in ipairs(idx) do
-      assert.equal(text:sub(i), buf:tostring(i), "tostring(" .. i .. ")")
+      assert.equal(text:sub(i), buf:sub(i), "sub(" .. i .. ")")
       assert.same({ text:byte(i) }, { buf:byte(i) }, "byte(" .. i .. ")")
       for _, j in ipairs(idx) do
         local what = ("(%d, %d)"):format(i, j)
-        assert.equal(text:sub(i, j), buf:tostring(i, j), "tostring" .. what)
+        assert.equal(text:sub(i, j), buf:sub(i, j), "sub" .. what)
         if j - i < 100 or i > j then -- string.byte refuses a huge slice; so do we
           assert.same({ text:byte(i, j) }, { buf:byte(i, j) }, "byte" .. what)
         end
@@ -188,7 +188,7 @@ describe("I/O", function()
     assert.equal(10, select("#", buf:byte(1, -1)))
     assert.equal(0, select("#", buf:byte(11)))
     local one = tlsrekey.buffer(1)
-    assert.equal("\0", one:tostring())
+    assert.equal("\0", one:sub())
     assert.equal(0, one:byte())
   end)
 
@@ -203,12 +203,12 @@ describe("I/O", function()
     end
     collectgarbage()
     collectgarbage()
-    assert.equal("kept", buf:tostring(1, 4))
+    assert.equal("kept", buf:sub(1, 4))
     -- and it serves another connection
     local c, s = tlsrekey.pair()
     assert.equal(4, c:write(buf, 4))
     assert.equal(4, s:read_into(buf, 4))
-    assert.equal("kept", buf:tostring(1, 4))
+    assert.equal("kept", buf:sub(1, 4))
   end)
 
   it("a_large_buffer_reads_several_records", function()
@@ -224,7 +224,7 @@ describe("I/O", function()
         assert.equal("want_read", want)
         break
       end
-      got[#got + 1] = buf:tostring(1, n)
+      got[#got + 1] = buf:sub(1, n)
     end
     assert.equal(data, table.concat(got))
   end)
