@@ -35,6 +35,7 @@ build = {
          sources = {
             "lua/src/module.c", "lua/src/errors.c", "lua/src/context.c",
             "lua/src/connection.c", "lua/src/events.c", "lua/src/policy.c",
+            "lua/src/buffer.c",
             "csrc/connection.c", "csrc/context.c", "csrc/error.c", "csrc/events.c",
             "csrc/info.c", "csrc/io.c", "csrc/policy.c", "csrc/rekey.c",
             "csrc/testcert.c", "csrc/dtls.c",

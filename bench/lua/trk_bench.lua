@@ -1,11 +1,19 @@
 -- tlsrekey (Lua): the benchmark workloads over the in-memory pair and over sockets.
 -- Run with LUA_PATH/LUA_CPATH reaching bench/lua, lua/ and build/lua (bench/run.py).
+-- Reads go into a tlsrekey.buffer with read_into, as a program after speed would
+-- write them (and as the C limit reads into a buffer): no string per read.
+-- `--read string` makes W1 read with read(n) instead, a new string per record: what
+-- that costs (not a row of run.py; for callgrind or a run by hand).
 local B = require "benchlib"
 local tlsrekey = require "tlsrekey"
 local core = require "tlsrekey.core"
 
 local a = B.parse_args(arg)
 local n = a.count
+local read_strings = a.read == "string"
+if a.read ~= nil and a.read ~= "string" and a.read ~= "buffer" then
+  B.fail("--read takes string or buffer")
+end
 
 local function contexts()
   local v = a.tls12 and "TLSv1.2" or "TLSv1.3"
@@ -28,17 +36,14 @@ local function negotiated(conn)
   return B.check(a, conn:version(), conn:cipher(), nil)
 end
 
-local function read_exact(conn, len)
-  local d = conn:read(len)
-  if #d == len then return d end
-  local parts = { d }
-  local got = #d
+-- The rest of a message of which `got` bytes have come: read into buf (over
+-- what was there: only the count matters), echoing each piece when `echo`.
+local function read_rest(conn, buf, got, len, echo)
   while got < len do
-    d = assert(conn:read(len - got))
-    parts[#parts + 1] = d
-    got = got + #d
+    local k = conn:read_into(buf, len - got) or B.fail("closed early")
+    if echo then conn:write(buf, k) end
+    got = got + k
   end
-  return table.concat(parts)
 end
 
 local function run_pair()
@@ -49,12 +54,13 @@ local function run_pair()
     local neg = negotiated(c)
     c:close(); s:close()
     local keep = a.workload == "MEM" and {} or nil
+    local rb = tlsrekey.buffer(1)
     local rss0 = B.rss()
     B.start()
     for i = 1, n do
       c, s = pair(cctx, sctx, B.HOST)
       s:write("x")
-      c:read(1)
+      c:read_into(rb)
       if keep then
         keep[i] = { c, s }
       else
@@ -72,13 +78,23 @@ local function run_pair()
 
   local c, s = pair(cctx, sctx, B.HOST)
   local neg = negotiated(c)
-  local cw, sw, cr, sr = c.write, s.write, c.read, s.read
+  local cw, sw, cri, sri = c.write, s.write, c.read_into, s.read_into
+  local rb = tlsrekey.buffer(B.CHUNK)
   if a.workload == "W1" then
-    local buf, CH = string.rep("x", B.CHUNK), B.CHUNK
-    B.start()
-    for _ = 1, n do
-      cw(c, buf)
-      if #sr(s, CH) ~= CH then B.fail("short read") end
+    local data, CH = string.rep("x", B.CHUNK), B.CHUNK
+    if read_strings then
+      local sr = s.read
+      B.start()
+      for _ = 1, n do
+        cw(c, data)
+        if #sr(s, CH) ~= CH then B.fail("short read") end
+      end
+    else
+      B.start()
+      for _ = 1, n do
+        cw(c, data)
+        if sri(s, rb, CH) ~= CH then B.fail("short read") end
+      end
     end
     B.stop()
   elseif a.workload == "W2" then
@@ -86,11 +102,11 @@ local function run_pair()
     B.start()
     for _ = 1, n do
       cw(c, msg)
-      local d = sr(s, M)
-      if #d ~= M then d = d .. read_exact(s, M - #d) end
-      sw(s, d)
-      d = cr(c, M)
-      if #d ~= M then read_exact(c, M - #d) end
+      local k = sri(s, rb, M)
+      sw(s, rb, k)                      -- the echo: what was read, from the buffer
+      if k ~= M then read_rest(s, rb, k, M, true) end
+      k = cri(c, rb, M)
+      if k ~= M then read_rest(c, rb, k, M) end
     end
     B.stop()
   elseif a.workload == "W3" then
@@ -99,7 +115,7 @@ local function run_pair()
     for _ = 1, n do
       ku(c)
       cw(c, "x")
-      sr(s, 1)
+      sri(s, rb, 1)
     end
     B.stop()
     if c:stats().key_updates_sent ~= n or s:stats().key_updates_received ~= n then
@@ -111,7 +127,7 @@ local function run_pair()
     for _ = 1, n do
       reneg(c)
       cw(c, "x")            -- the pair runs the handshake inside this write
-      sr(s, 1)
+      sri(s, rb, 1)
     end
     B.stop()
     if c:stats().renegotiations ~= n or c:session_reused() then
@@ -126,6 +142,7 @@ local function run_socket_conns(cctx, sctx)
   local mem = a.workload == "MEM"
   local lsock = a.server and B.listen(a.path) or nil
   local neg, keep, rss0 = nil, {}, 0
+  local rb = tlsrekey.buffer(1)
   for i = 0, n do
     if i == 1 then
       rss0 = B.rss()
@@ -148,7 +165,7 @@ local function run_socket_conns(cctx, sctx)
     else
       conn = cctx:wrap(target, { server_hostname = B.HOST })
       conn:do_handshake()
-      conn:read(1)
+      conn:read_into(rb)
       if i == 0 then neg = negotiated(conn) end
     end
     if kept then
@@ -176,40 +193,46 @@ local function run_socket()
   local conn = server and sctx:wrap(a.fd) or cctx:wrap(a.fd, { server_hostname = B.HOST })
   conn:do_handshake()
   local neg = not server and negotiated(conn) or nil
-  local w, r = conn.write, conn.read
+  local w, ri = conn.write, conn.read_into
+  local rb = tlsrekey.buffer(B.CHUNK)
   if server then
-    read_exact(conn, 1); w(conn, "s")
+    read_rest(conn, rb, 0, 1); w(conn, "s")
   else
-    w(conn, "s"); read_exact(conn, 1)
+    w(conn, "s"); read_rest(conn, rb, 0, 1)
   end
   B.start()
   if a.workload == "W1" then
     if server then
-      local left = n * B.CHUNK
-      while left > 0 do left = left - #r(conn, B.CHUNK) end
+      local left, CH = n * B.CHUNK, B.CHUNK
+      if read_strings then
+        local r = conn.read
+        while left > 0 do left = left - #r(conn, CH) end
+      else
+        while left > 0 do left = left - ri(conn, rb, CH) end
+      end
     else
-      local buf = string.rep("x", B.CHUNK)
-      for _ = 1, n do w(conn, buf) end
+      local data = string.rep("x", B.CHUNK)
+      for _ = 1, n do w(conn, data) end
     end
   elseif a.workload == "W2" then
     local M = B.MSG
     if server then
       for _ = 1, n do
-        local d = r(conn, M)
-        if #d ~= M then d = d .. read_exact(conn, M - #d) end
-        w(conn, d)
+        local k = ri(conn, rb, M)
+        w(conn, rb, k)
+        if k ~= M then read_rest(conn, rb, k, M, true) end
       end
     else
       local msg = string.rep("m", M)
       for _ = 1, n do
         w(conn, msg)
-        local d = r(conn, M)
-        if #d ~= M then read_exact(conn, M - #d) end
+        local k = ri(conn, rb, M)
+        if k ~= M then read_rest(conn, rb, k, M) end
       end
     end
   elseif a.workload == "W3" or a.workload == "W3b" then
     if server then
-      for _ = 1, n do r(conn, 1) end
+      for _ = 1, n do ri(conn, rb, 1) end
     else
       local rekey = a.workload == "W3" and conn.key_update or conn.renegotiate
       for _ = 1, n do
@@ -225,7 +248,7 @@ local function run_socket()
     w(conn, "d")
     B.emit(B.timed { ops = n })
   else
-    read_exact(conn, 1)
+    read_rest(conn, rb, 0, 1)
     B.emit(B.timed { ops = n, negotiated = neg })
   end
 end

@@ -3,8 +3,9 @@
  *
  * Each method checks its arguments, calls one core function and converts the
  * status. The return conventions, in one place:
- *   read   -> string | nil (clean close) | nil, "want_read"/"want_write"
- *   write  -> bytes written | nil, "want_read"/"want_write"
+ *   read      -> string | nil (clean close) | nil, "want_read"/"want_write"
+ *   read_into -> bytes read into the buffer | the same nil, nil + want as read
+ *   write     -> bytes written | nil, "want_read"/"want_write"
  *   everything else returns its value or raises (errors.c); would-block included.
  * close, __close and __gc are one function.
  */
@@ -108,10 +109,11 @@ static void raise_closed(lua_State *L)
 
 /*
  * The connection userdata at index 1 of a method. Every method carries the connection
- * metatable as its upvalue 1 (ltrk_connection_open), so the check is one pointer
- * comparison; luaL_checkudata looks the metatable up in the registry by name on every
- * call (a tenth of the shim's cost per read or write). Anything else falls through to
- * luaL_checkudata for its usual error message.
+ * metatable as its upvalue 1 and the buffer metatable as its upvalue 2
+ * (ltrk_connection_open), so each check is one pointer comparison; luaL_checkudata
+ * looks the metatable up in the registry by name on every call (a tenth of the shim's
+ * cost per read or write). Anything else falls through to luaL_checkudata for its
+ * usual error message.
  */
 static ltrk_connection *check_self(lua_State *L)
 {
@@ -192,6 +194,43 @@ static int would_block(lua_State *L, trk_status st)
     return 2;
 }
 
+/* What read and read_into return when no data came: nil at a clean close,
+ * nil + want, or they raise. */
+static int read_nothing(lua_State *L, trk_status st, const trk_error *err)
+{
+    switch (st) {
+    case TRK_CLOSED:
+        lua_pushnil(L);
+        return 1;
+    case TRK_WANT_READ:
+    case TRK_WANT_WRITE:
+        return would_block(L, st);
+    default:
+        return ltrk_raise(L, st, err, 0);
+    }
+}
+
+/* The bytes of the buffer argument at idx (NULL if it is something else). */
+static unsigned char *to_buffer(lua_State *L, int idx, size_t *len)
+{
+    return ltrk_to_buffer(L, idx, lua_upvalueindex(2), len);
+}
+
+/* The optional length argument that goes with a buffer of `size` bytes: from min
+ * to size, default size. */
+static size_t opt_length(lua_State *L, int arg, size_t size, lua_Integer min)
+{
+    lua_Integer n;
+
+    if (lua_isnoneornil(L, arg))
+        return size;
+    n = luaL_checkinteger(L, arg);
+    if (n < min || (lua_Unsigned)n > size)
+        luaL_argerror(L, arg, lua_pushfstring(L, "n must be from %I to #buf (%I), got %I",
+                                              min, (lua_Integer)size, n));
+    return (size_t)n;
+}
+
 /* ------------------------------------------------------------------------- */
 /* I/O                                                                         */
 /* ------------------------------------------------------------------------- */
@@ -238,32 +277,60 @@ static int conn_read(lua_State *L)
     st = trk_conn_read(c->conn, p, (size_t)cap, &n, &err);
     read_scratch_busy = 0; /* leave() runs no Lua code unless it raises */
     leave(L, c, st);
-    switch (st) {
-    case TRK_OK:
-        if (scratch)
-            lua_pushlstring(L, read_scratch, n);
-        else
-            luaL_pushresultsize(&b, n);
-        return 1;
-    case TRK_CLOSED:
-        lua_pushnil(L);
-        return 1;
-    case TRK_WANT_READ:
-    case TRK_WANT_WRITE:
-        return would_block(L, st);
-    default:
-        return ltrk_raise(L, st, &err, 0);
-    }
+    if (st != TRK_OK)
+        return read_nothing(L, st, &err);
+    if (scratch)
+        lua_pushlstring(L, read_scratch, n);
+    else
+        luaL_pushresultsize(&b, n);
+    return 1;
 }
 
-/* conn:write(s): "" still calls the core (it sends an owed KeyUpdate reply). */
+/* conn:read_into(buf [, n]): up to n (default #buf) bytes into buf[1..count]; no
+ * string is made, which is the point (a 16 KiB string per record is an allocation,
+ * a copy and garbage). The buffer stays on the stack, alive, during the call. */
+static int conn_read_into(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    size_t size = 0, cap, n = 0;
+    unsigned char *p = to_buffer(L, 2, &size);
+    trk_error err;
+    trk_status st;
+
+    if (p == NULL)
+        return luaL_typeerror(L, 2, LTRK_BUFFER_MT);
+    cap = opt_length(L, 3, size, 1);
+    lua_settop(L, 2);
+    ltrk_call_enter(L, c);
+    st = trk_conn_read(c->conn, p, cap, &n, &err);
+    leave(L, c, st);
+    if (st != TRK_OK)
+        return read_nothing(L, st, &err);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+/* conn:write(s) or conn:write(buf [, n]) (n from 0 to #buf, default #buf): ""
+ * still calls the core (it sends an owed KeyUpdate reply). A length goes with a
+ * buffer only: LuaSocket's send(s, i) reads a second number as a start index. */
 static int conn_write(lua_State *L)
 {
     ltrk_connection *c = check_idle(L);
     size_t len, n = 0;
-    const char *s = luaL_checklstring(L, 2, &len);
+    const char *s;
     trk_error err;
     trk_status st;
+
+    /* numbers too, as luaL_checklstring always took them */
+    if (lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER) {
+        s = lua_tolstring(L, 2, &len);
+        luaL_argcheck(L, lua_isnoneornil(L, 3), 3,
+                      "a length goes with a buffer only (for a string: s:sub(1, n))");
+    } else if ((s = (const char *)to_buffer(L, 2, &len)) != NULL) {
+        len = opt_length(L, 3, len, 0);
+    } else {
+        return luaL_typeerror(L, 2, "string or " LTRK_BUFFER_MT);
+    }
 
     ltrk_call_enter(L, c);
     st = trk_conn_write(c->conn, s, len, &n, &err);
@@ -781,6 +848,7 @@ void ltrk_connection_open(lua_State *L)
     static const luaL_Reg methods[] = {
         {"do_handshake", conn_do_handshake},
         {"read", conn_read},
+        {"read_into", conn_read_into},
         {"write", conn_write},
         {"pending", conn_pending},
         {"shutdown", conn_shutdown},
@@ -830,7 +898,8 @@ void ltrk_connection_open(lua_State *L)
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlibtable(L, methods);
     lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1); /* upvalue 1 of every method: the metatable */
+    luaL_getmetatable(L, LTRK_BUFFER_MT); /* ltrk_buffer_open ran first */
+    luaL_setfuncs(L, methods, 2); /* upvalues of every method: the two metatables */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

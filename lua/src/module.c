@@ -46,6 +46,7 @@ int luaopen_tlsrekey_core(lua_State *L)
     static const luaL_Reg functions[] = {
         {"context", ltrk_context_new},
         {"pair", ltrk_pair_new},
+        {"buffer", ltrk_buffer_new},
         {"make_test_cert", ltrk_make_test_cert},
         {"is_error", ltrk_is_error},
         {"_testing_set_aead_scale", ltrk_testing_set_aead_scale},
@@ -54,6 +55,7 @@ int luaopen_tlsrekey_core(lua_State *L)
 
     ltrk_errors_open(L);
     ltrk_context_open(L);
+    ltrk_buffer_open(L);
     ltrk_connection_open(L);
 
     luaL_newlib(L, functions);

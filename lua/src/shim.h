@@ -8,6 +8,7 @@
  *   context.c     tlsrekey.context{...} and the constructors of connections
  *   connection.c  connection methods (I/O, rekey, introspection, lifetime)
  *   events.c      the event callback: from the core into a Lua function
+ *   buffer.c      tlsrekey.buffer(size): bytes that read_into fills and write sends
  */
 #ifndef TLSREKEY_LUA_SHIM_H
 #define TLSREKEY_LUA_SHIM_H
@@ -20,6 +21,7 @@
 #define LTRK_CONTEXT_MT "tlsrekey.context"
 #define LTRK_CONNECTION_MT "tlsrekey.connection"
 #define LTRK_ERROR_MT "tlsrekey.error"
+#define LTRK_BUFFER_MT "tlsrekey.buffer"
 
 /* A context userdata: owns one core reference. */
 typedef struct ltrk_context {
@@ -83,6 +85,15 @@ void ltrk_context_open(lua_State *L);
 ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx);
 int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
 void ltrk_connection_open(lua_State *L);
+
+/* buffer.c */
+int ltrk_buffer_new(lua_State *L);      /* core.buffer(size) */
+/* The bytes of the buffer at idx and their count (*len), or NULL when idx holds
+ * something else. mt_idx is where the caller keeps the buffer metatable (an
+ * upvalue), so that the check is one comparison, not a registry look-up. */
+unsigned char *ltrk_to_buffer(lua_State *L, int idx, int mt_idx, size_t *len);
+/* Creates the metatable; before ltrk_connection_open, whose methods keep it. */
+void ltrk_buffer_open(lua_State *L);
 
 /* policy.c */
 /* Reads a rekey policy table at idx (argument number arg for error messages). */

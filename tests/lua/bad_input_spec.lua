@@ -164,6 +164,47 @@ local ROWS = {
   { "write-nil", function() local c = pair(); c:write(nil) end, arg(1, "write") },
   { "write-table", function() local c = pair(); c:write({}) end, arg(1, "write") },
   { "write-boolean", function() local c = pair(); c:write(true) end, arg(1, "write") },
+  { "write-connection", function() local c = pair(); c:write(c) end, arg(1, "write") },
+  { "write-string-with-length", function() local c = pair(); c:write("abc", 2) end,
+    arg(2, "write") },
+  { "write-buffer-length-negative", function()
+      local c = pair(); c:write(tlsrekey.buffer(4), -1) end, arg(2, "write") },
+  { "write-buffer-length-too-big", function()
+      local c = pair(); c:write(tlsrekey.buffer(4), 5) end, arg(2, "write") },
+  { "write-buffer-length-float", function()
+      local c = pair(); c:write(tlsrekey.buffer(4), 1.5) end, arg(2, "write") },
+  { "write-buffer-length-string", function()
+      local c = pair(); c:write(tlsrekey.buffer(4), "all") end, arg(2, "write") },
+  { "read_into-nothing", function() local c = pair(); c:read_into() end, arg(1, "read_into") },
+  { "read_into-string", function() local c = pair(); c:read_into("buffer") end,
+    arg(1, "read_into") },
+  { "read_into-connection", function() local c = pair(); c:read_into(c) end,
+    arg(1, "read_into") },
+  { "read_into-zero", function() local c = pair(); c:read_into(tlsrekey.buffer(4), 0) end,
+    arg(2, "read_into") },
+  { "read_into-negative", function() local c = pair(); c:read_into(tlsrekey.buffer(4), -1) end,
+    arg(2, "read_into") },
+  { "read_into-too-big", function() local c = pair(); c:read_into(tlsrekey.buffer(4), 5) end,
+    arg(2, "read_into") },
+  { "read_into-maxinteger", function()
+      local c = pair(); c:read_into(tlsrekey.buffer(4), math.maxinteger) end,
+    arg(2, "read_into") },
+  { "read_into-float", function() local c = pair(); c:read_into(tlsrekey.buffer(4), 1.5) end,
+    arg(2, "read_into") },
+  { "read_into-length-string", function()
+      local c = pair(); c:read_into(tlsrekey.buffer(4), "x") end, arg(2, "read_into") },
+  { "buffer-nothing", function() tlsrekey.buffer() end, arg(1, "buffer") },
+  { "buffer-zero", function() tlsrekey.buffer(0) end, arg(1, "buffer") },
+  { "buffer-negative", function() tlsrekey.buffer(-1) end, arg(1, "buffer") },
+  { "buffer-float", function() tlsrekey.buffer(16.5) end, arg(1, "buffer") },
+  { "buffer-table", function() tlsrekey.buffer({}) end, arg(1, "buffer") },
+  { "buffer-huge", function() tlsrekey.buffer(math.maxinteger) end, arg(1, "buffer") },
+  { "buffer-past-the-limit", function() tlsrekey.buffer(1 << 31) end, arg(1, "buffer") },
+  { "buffer-sub-index-type", function() tlsrekey.buffer(4):sub("x") end,
+    arg(1, "sub") },
+  { "buffer-sub-end-float", function() tlsrekey.buffer(4):sub(1, 2.5) end,
+    arg(2, "sub") },
+  { "buffer-byte-index-type", function() tlsrekey.buffer(4):byte({}) end, arg(1, "byte") },
   { "feed-on-pair", function() local c = pair(); c:feed("x") end, code("state") },
   { "feed-table", function() memory():feed({}) end, arg(1, "feed") },
   { "feed_eof-on-socket", function() socket_conn():feed_eof() end, code("state") },
@@ -198,6 +239,14 @@ local ROWS = {
   { "method-on-a-context", function()
       local c = pair(); c.read(client_ctx()) end, { self = "read" } },
   { "method-on-nothing", function() local c = pair(); c.write() end, { self = "write" } },
+  { "read_into-on-a-buffer", function()
+      local c, b = pair(), tlsrekey.buffer(4); c.read_into(b, b) end, { self = "read_into" } },
+  { "buffer-method-on-a-connection", function()
+      local c, b = pair(), tlsrekey.buffer(4); b.sub(c) end, { self = "sub" } },
+  { "buffer-method-on-a-string", function() tlsrekey.buffer(4).byte("abc") end,
+    { self = "byte" } },
+  { "buffer-length-of-a-string", function()
+      getmetatable(tlsrekey.buffer(4)).__len("abc") end, { self = "__len" } },
   { "context-method-on-a-connection", function()
       local c = pair(); client_ctx().memory(c) end, { self = "memory" } },
 
@@ -291,6 +340,7 @@ describe("bad input", function()
   -- every action on a closed connection
   local CLOSED = {
     { "do_handshake" }, { "read" }, { "write", "x" }, { "shutdown" }, { "feed", "x" },
+    { "read_into", tlsrekey.buffer(4) }, { "write", tlsrekey.buffer(4), 2 },
     { "feed_eof" }, { "drain" }, { "key_update" }, { "renegotiate" },
     { "renegotiate_abbreviated" }, { "set_verify_client" },
     { "export_keying_material", "EXPORTER-x", 32 }, { "settimeout", 1 },

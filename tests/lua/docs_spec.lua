@@ -1,6 +1,6 @@
 -- docs/api-lua.md documents every public name, and nothing that is not there: the
--- functions and constants of tlsrekey, the methods of contexts and connections, the
--- fields of error objects, the functions of tlsrekey_compat and the methods of its
+-- functions and constants of tlsrekey, the methods of contexts, connections and
+-- buffers, the fields of error objects, the functions of tlsrekey_compat and the methods of its
 -- wrapped objects, one heading each; and the stats keys in the table between the
 -- <!-- names: stats --> markers. A new method fails this spec until it is documented,
 -- a removed one until its heading goes. (tests/python/test_docs.py does the same for
@@ -13,7 +13,7 @@ local API = "docs/api-lua.md"
 
 -- heading prefix -> the group of names it documents
 local GROUPS = {
-  ["tlsrekey."] = "module", ["ctx:"] = "context", ["conn:"] = "connection",
+  ["tlsrekey."] = "module", ["ctx:"] = "context", ["conn:"] = "connection", ["buf:"] = "buffer",
   ["err."] = "error", ["tlsrekey_compat."] = "compat", ["wrapped:"] = "wrapped",
 }
 
@@ -73,6 +73,7 @@ local function actual()
     module = set_of(tlsrekey),
     context = set_of(getmetatable(sctx).__index),
     connection = set_of(getmetatable(c).__index),
+    buffer = set_of(getmetatable(tlsrekey.buffer(1)).__index),
     error = fields,
     compat = set_of(compat),
     wrapped = set_of(compat.methods),

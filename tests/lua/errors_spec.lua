@@ -126,6 +126,7 @@ describe("errors", function()
       s:close()
       if T.sockets then return end -- a socket stays open; covered by lifetimes
       H.raises("syscall", function() c:read() end)
+      H.raises("syscall", function() c:read_into(tlsrekey.buffer(8)) end)
     end)
 
     it("close_notify_makes_read_return_nil over " .. T.name, function()
@@ -137,6 +138,8 @@ describe("errors", function()
       assert.is_nil(data)
       assert.is_nil(want)
       assert.is_nil(c:read()) -- and again
+      local r = table.pack(c:read_into(tlsrekey.buffer(8)))
+      assert.same({ n = 1 }, r) -- read_into too: one nil, no want
       assert.is_true(c:shutdown())
       H.read_until(s, function() return s:shutdown() end)
     end)
@@ -161,6 +164,21 @@ describe("errors", function()
       assert.equal("z", H.exchange(s, c, "z"))
     end)
   end
+
+  it("an_error_in_the_event_callback_is_raised_from_read_into", function()
+    local c, s = tlsrekey.pair()
+    s:on_event(function(ev)
+      if ev.name == "key_update_received" then error("boom from the callback") end
+    end)
+    c:key_update("not_requested")
+    c:write("x")
+    local buf = tlsrekey.buffer(4)
+    local err = H.error_of(s.read_into, s, buf)
+    assert.truthy(tostring(err):find("boom from the callback", 1, true), tostring(err))
+    s:on_event(nil)
+    assert.equal(1, s:read_into(buf)) -- the data of that read, kept for the next
+    assert.equal("x", buf:sub(1, 1))
+  end)
 
   it("an_event_callback_must_not_drive_its_connection", function()
     local c, s = tlsrekey.pair()

@@ -1,7 +1,7 @@
--- I/O: partial reads and pending(), write(""), non-blocking and blocking sockets with
--- timeouts, wrapping LuaSocket objects and raw fds, connect(), memory transports
--- with feed/drain, shutdown, introspection and events. Same case names as
--- tests/python/test_io.py.
+-- I/O: partial reads and pending(), read_into and buffers, write(""), non-blocking
+-- and blocking sockets with timeouts, wrapping LuaSocket objects and raw fds,
+-- connect(), memory transports with feed/drain, shutdown, introspection and events.
+-- Same case names as tests/python/test_io.py.
 local H = require "helpers"
 local tlsrekey = H.tlsrekey
 local socket = H.socket
@@ -26,6 +26,59 @@ describe("I/O", function()
       local data, want = c:read()
       assert.is_nil(data)
       assert.equal("want_read", want)
+      local r = table.pack(c:read_into(tlsrekey.buffer(8)))
+      assert.same({ n = 2, nil, "want_read" }, r)
+    end)
+
+    it("read_into_buffers over " .. T.name, function()
+      local c, s = T.new()
+      assert.equal(10, s:write("0123456789"))
+      local buf = tlsrekey.buffer(4)
+      local n
+      H.read_until(c, function() n = c:read_into(buf); return n ~= nil end)
+      assert.equal(4, n)
+      assert.equal("0123", buf:sub())
+      local big = tlsrekey.buffer(10)
+      assert.equal(3, c:read_into(big, 3)) -- no more than n, though more is there
+      assert.equal("456", big:sub(1, 3))
+      assert.equal(3, c:pending())
+      assert.equal(3, c:read_into(big)) -- what there is: 3 of 10
+      assert.equal("789", big:sub(1, 3))
+      assert.equal("789" .. ("\0"):rep(7), big:sub()) -- nothing past the count
+      assert.equal(0, c:pending())
+      -- the counters see the same bytes as with read()
+      assert.equal(10, c:stats().bytes_read)
+      -- what arrives after a KeyUpdate is read into the buffer too
+      s:key_update("requested")
+      s:write("after")
+      H.read_until(c, function() n = c:read_into(big); return n ~= nil end)
+      assert.equal("after", big:sub(1, n))
+      assert.equal(1, c:stats().key_updates_received)
+    end)
+
+    it("write_from_a_buffer over " .. T.name, function()
+      local c, s = T.new()
+      local buf = tlsrekey.buffer(64)
+      assert.equal(5, c:write("hello"))
+      local n
+      H.read_until(s, function() n = s:read_into(buf); return n ~= nil end)
+      assert.equal(5, n)
+      assert.equal(5, s:write(buf, n)) -- the echo: no string in between
+      assert.equal("hello", H.read_until(c, function() return c:stats().bytes_read == 5 end))
+      assert.equal(3, s:write(buf, 3))
+      assert.equal("hel", H.read_until(c, function() return c:stats().bytes_read == 8 end))
+      assert.equal(64, s:write(buf)) -- all of it by default
+      local all = H.read_until(c, function() return c:stats().bytes_read == 72 end)
+      assert.equal("hello" .. ("\0"):rep(59), all)
+      -- a length of 0 calls the core like write(""): the owed reply goes out
+      c:key_update("requested")
+      c:write("x")
+      H.read_until(s, function() return s:stats().key_updates_received == 1 end)
+      assert.equal("not_requested", s:get_key_update_type())
+      assert.equal(0, s:stats().key_updates_sent)
+      assert.equal(0, s:write(buf, 0))
+      assert.equal(1, s:stats().key_updates_sent)
+      assert.equal("none", s:get_key_update_type())
     end)
 
     it("shutdown_both_ways over " .. T.name, function()
@@ -105,6 +158,76 @@ describe("I/O", function()
       assert.truthy(alert.alert_text:find("close", 1, true))
     end)
   end
+
+  -- A buffer answers as the string of its bytes would: sub(i, j) as
+  -- string.sub, byte(i, j) as string.byte, for every index, negative and out of range.
+  it("buffer_indices_are_those_of_strings", function()
+    local c, s = tlsrekey.pair()
+    local text = "abcdefghij"
+    local buf = tlsrekey.buffer(#text)
+    assert.equal(("\0"):rep(10), buf:sub()) -- a new buffer is all zero
+    c:write(text)
+    assert.equal(10, s:read_into(buf))
+    assert.equal(10, #buf)
+    assert.equal("tlsrekey.buffer(10)", tostring(buf))
+    assert.equal(text, buf:sub())
+    assert.equal(97, buf:byte())
+    local big, huge = math.maxinteger, math.mininteger
+    local idx = { huge, -big, -12, -11, -10, -9, -2, -1, 0, 1, 2, 9, 10, 11, 12, big }
+    for _, i in ipairs(idx) do
+      assert.equal(text:sub(i), buf:sub(i), "sub(" .. i .. ")")
+      assert.same({ text:byte(i) }, { buf:byte(i) }, "byte(" .. i .. ")")
+      for _, j in ipairs(idx) do
+        local what = ("(%d, %d)"):format(i, j)
+        assert.equal(text:sub(i, j), buf:sub(i, j), "sub" .. what)
+        if j - i < 100 or i > j then -- string.byte refuses a huge slice; so do we
+          assert.same({ text:byte(i, j) }, { buf:byte(i, j) }, "byte" .. what)
+        end
+      end
+    end
+    assert.equal(10, select("#", buf:byte(1, -1)))
+    assert.equal(0, select("#", buf:byte(11)))
+    local one = tlsrekey.buffer(1)
+    assert.equal("\0", one:sub())
+    assert.equal(0, one:byte())
+  end)
+
+  it("a_buffer_outlives_the_connection_that_filled_it", function()
+    local buf = tlsrekey.buffer(16)
+    do
+      local c, s = tlsrekey.pair()
+      c:write("kept")
+      assert.equal(4, s:read_into(buf))
+      c:close()
+      s:close()
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal("kept", buf:sub(1, 4))
+    -- and it serves another connection
+    local c, s = tlsrekey.pair()
+    assert.equal(4, c:write(buf, 4))
+    assert.equal(4, s:read_into(buf, 4))
+    assert.equal("kept", buf:sub(1, 4))
+  end)
+
+  it("a_large_buffer_reads_several_records", function()
+    local c, s = tlsrekey.pair()
+    local data = ("0123456789abcdef"):rep(4096) -- 64 KiB: four full records, which
+    -- OpenSSL may hand over in fewer reads (49152 + 16384 bytes here)
+    assert.equal(#data, c:write(data))
+    local buf = tlsrekey.buffer(1 << 20)
+    local got = {}
+    while true do
+      local n, want = s:read_into(buf)
+      if not n then
+        assert.equal("want_read", want)
+        break
+      end
+      got[#got + 1] = buf:sub(1, n)
+    end
+    assert.equal(data, table.concat(got))
+  end)
 
   it("write_empty_string_calls_the_core", function()
     local c, s = tlsrekey.pair()

@@ -77,6 +77,8 @@ describe("lifetimes", function()
     assert.equal("tlsrekey.connection client released", tostring(c))
     for _, call in ipairs {
       function() c:read() end, function() c:write("x") end, function() c:do_handshake() end,
+      function() c:read_into(tlsrekey.buffer(4)) end,
+      function() c:write(tlsrekey.buffer(4)) end,
       function() c:key_update() end, function() c:get_key_update_type() end,
       function() c:renegotiate() end, function() c:renegotiate_pending() end,
       function() c:shutdown() end, function() c:pending() end, function() c:stats() end,
