@@ -53,7 +53,22 @@ const char *trk_event_name(trk_event_type type)
 
 void trk_conn_stats(const trk_conn *conn, trk_stats *out)
 {
-    *out = conn->stats;
+    const trk_counters *c = &conn->stats;
+    out->key_updates_sent = c->key_updates_sent;
+    out->key_updates_received = c->key_updates_received;
+    out->key_update_requests_sent = c->key_update_requests_sent;
+    out->key_update_requests_received = c->key_update_requests_received;
+    out->automatic_rekeys = c->automatic_rekeys;
+    out->renegotiations = c->handshakes > 1 ? c->handshakes - 1 : 0;
+    out->hello_requests_sent = c->hello_requests_sent;
+    out->hello_requests_received = c->hello_requests_received;
+    out->handshakes = c->handshakes;
+    out->alerts_sent = c->alerts_sent;
+    out->alerts_received = c->alerts_received;
+    out->bytes_written = c->bytes_written;
+    out->bytes_read = c->bytes_read;
+    out->records_written = c->records_written;
+    out->records_read = c->records_read;
 }
 
 void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata)
@@ -118,8 +133,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         c->handshake_done = 1;
         c->auto_pending = 0;
         trk__epoch_reset(c); /* new keys both ways */
-        if (c->stats.handshakes > 1) {
-            c->stats.renegotiations++;
+        if (c->stats.handshakes > 1) { /* a renegotiation (trk_conn_stats) */
             ev.type = TRK_EV_RENEGOTIATION_DONE;
         } else {
             ev.type = TRK_EV_HANDSHAKE_DONE;
