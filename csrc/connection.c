@@ -113,6 +113,21 @@ trk_conn_extra *trk__extra(trk_conn *conn)
     return conn->x;
 }
 
+trk_error trk__nomem_fatal = {
+    .status = TRK_NOMEM,
+    .reason = "out of memory",
+    .message = "out of memory: the connection could not keep its events (counters "
+               "or callback) and cannot go on",
+};
+
+trk_conn_extra *trk__extra_or_fail(trk_conn *conn)
+{
+    trk_conn_extra *x = trk__extra(conn);
+    if (x == NULL && conn->fatal == NULL)
+        conn->fatal = &trk__nomem_fatal;
+    return x;
+}
+
 /* The connection's timeout (TRK_T_FD): blocking unless one was set. */
 static double timeout_of(const trk_conn *conn)
 {
@@ -730,7 +745,8 @@ void trk_conn_free(trk_conn *conn)
     if (conn == NULL)
         return;
     trk_conn_close(conn);
-    free(conn->fatal);
+    if (conn->fatal != &trk__nomem_fatal)
+        free(conn->fatal);
     free(conn->x);
     trk_ctx_free(conn->ctx);
     free(conn);

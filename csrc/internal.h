@@ -59,12 +59,24 @@ typedef struct trk_hs_track {
                                 next ClientHello continues the same handshake */
 } trk_hs_track;
 
-/* trk_stats as a connection keeps it: field for field the same counters (tlsrekey.h
- * says what each counts; events.c, io.c and policy.c count them) but
+/*
+ * trk_stats as a connection keeps it, in two parts: the counters every connection
+ * moves (below, in struct trk_conn) and those of rarer events (trk_rare_counters, in
+ * the extra part, made by the first such event). The fields are trk_stats' own
+ * (tlsrekey.h says what each counts; events.c, io.c and policy.c count them) but
  * `renegotiations`, which is always handshakes - 1 once there was one (events.c
  * counts a renegotiation exactly when a handshake after the first completes), so
- * trk_conn_stats derives it. */
+ * trk_conn_stats derives it.
+ */
 typedef struct trk_counters {
+    uint64_t handshakes;
+    uint64_t bytes_written;
+    uint64_t bytes_read;
+    uint64_t records_written;
+    uint64_t records_read;
+} trk_counters;
+
+typedef struct trk_rare_counters {
     uint64_t key_updates_sent;
     uint64_t key_updates_received;
     uint64_t key_update_requests_sent;
@@ -72,20 +84,16 @@ typedef struct trk_counters {
     uint64_t automatic_rekeys;
     uint64_t hello_requests_sent;
     uint64_t hello_requests_received;
-    uint64_t handshakes;
     uint64_t alerts_sent;
     uint64_t alerts_received;
-    uint64_t bytes_written;
-    uint64_t bytes_read;
-    uint64_t records_written;
-    uint64_t records_read;
-} trk_counters;
+} trk_rare_counters;
 
 /*
  * What an idle connection over a socket never uses, in a side allocation made on
  * first use (trk__extra): the pair's peer and stash, the DTLS stash, a timeout, a
- * rekey policy other than the default. With 10k idle connections every byte of
- * struct trk_conn counts (bench/PROPOSALS.md, P6).
+ * rekey policy other than the default, an event callback, the counters of rare
+ * events. With 10k idle connections every byte of struct trk_conn counts
+ * (bench/PROPOSALS.md, P6).
  */
 typedef struct trk_conn_extra {
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
@@ -102,6 +110,9 @@ typedef struct trk_conn_extra {
                                  connection has no extra part */
     trk_rekey_policy policy;  /* in force when trk_conn.own_policy; otherwise the
                                  default (trk__default_policy) is */
+    trk_event_fn event_fn;
+    void *event_ud;
+    trk_rare_counters rare;
 } trk_conn_extra;
 
 struct trk_conn {
@@ -143,8 +154,6 @@ struct trk_conn {
     uint64_t epoch_bytes, epoch_records;
     double epoch_start;
 
-    trk_event_fn event_fn;
-    void *event_ud;
     trk_interrupt_fn interrupt_fn;
     void *interrupt_ud;
 };
@@ -152,6 +161,12 @@ struct trk_conn {
 /* The extra part of a connection, made (zeroed, no timeout) when first needed;
  * NULL when it cannot be allocated. In connection.c. */
 trk_conn_extra *trk__extra(trk_conn *conn);
+/* The same for a caller that cannot report a failure (a void setter, OpenSSL's
+ * message callback): without it the connection fails, TRK_NOMEM from its next call
+ * on, so nothing (a count, a callback) is ever silently lost. */
+trk_conn_extra *trk__extra_or_fail(trk_conn *conn);
+/* That failure's record: conn->fatal points at it, never freed. */
+extern trk_error trk__nomem_fatal;
 
 /* TRK_T_PAIR: the other end, NULL once it is freed (and for other transports). */
 static inline trk_conn *trk__peer(const trk_conn *conn)
@@ -198,6 +213,9 @@ trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err);
 
 /* Installs the message callback that keeps conn->stats and raises events. */
 void trk__events_attach(trk_conn *conn);
+/* The counters of rare events (made on the first; NULL, the connection failed with
+ * TRK_NOMEM, when they cannot be: trk__extra_or_fail). */
+trk_rare_counters *trk__rare(trk_conn *conn);
 
 /* ---- policy.c ---- */
 

@@ -209,7 +209,9 @@ static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, size_t upcoming,
                                      "automatic renegotiation failed");
     }
     c->auto_pending = 1;
-    c->stats.automatic_rekeys++;
+    trk_rare_counters *r = trk__rare(c);
+    if (r != NULL)
+        r->automatic_rekeys++;
     return TRK_OK;
 }
 
