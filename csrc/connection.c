@@ -678,6 +678,14 @@ int trk__stash_reserve(trk_conn *c, size_t extra)
     return stash_reserve(c, extra);
 }
 
+size_t trk__stashed(const trk_conn *conn)
+{
+    const trk_conn_extra *x = conn->x;
+    if (x == NULL)
+        return 0;
+    return (x->stash_len - x->stash_off) + (x->dstash != NULL ? x->dstash->bytes : 0);
+}
+
 int trk__stash_put(trk_conn *c, const void *data, size_t len)
 {
     if (!stash_reserve(c, len))

@@ -258,6 +258,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
 int trk__stash_put(trk_conn *conn, const void *data, size_t len);
 /* Makes room for `extra` more bytes at the stash's end. 0 on allocation failure. */
 int trk__stash_reserve(trk_conn *conn, size_t extra);
+/* Bytes in the stash (either kind), not yet read. */
+size_t trk__stashed(const trk_conn *conn);
 
 /* The negotiated protocol version (TLS1_3_VERSION, ...) or 0 before the handshake. */
 int trk__version(const trk_conn *conn);

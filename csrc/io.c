@@ -272,11 +272,7 @@ size_t trk_conn_pending(const trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    const trk_conn_extra *x = conn->x;
-    return (x != NULL ? (x->stash_len - x->stash_off) +
-                            (x->dstash != NULL ? x->dstash->bytes : 0)
-                      : 0) +
-           (size_t)SSL_pending(conn->ssl);
+    return trk__stashed(conn) + (size_t)SSL_pending(conn->ssl);
 }
 
 trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
