@@ -59,13 +59,16 @@ static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn *
     }
     c->ctx = ctx;
     trk_ctx_up_ref(ctx);
-    c->role = ctx->role;
-    c->dtls = ctx->dtls;
+    c->role = (unsigned char)ctx->role;
+    c->dtls = ctx->dtls != 0;
     if (c->dtls)
         trk__dtls_conn_init(c);
     c->fd = -1;
-    c->timeout = TRK_TIMEOUT_NONE;
-    c->policy = ctx->policy;
+    if (!trk__policy_set(c, &ctx->policy)) {
+        trk_conn_free(c);
+        return trk__fail(err, TRK_NOMEM, "out of memory",
+                         "cannot allocate a connection");
+    }
     c->epoch_start = trk__now();
     if (c->role == TRK_CLIENT) {
         SSL_set_connect_state(c->ssl);
@@ -98,6 +101,37 @@ static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn *
     trk__events_attach(c);
     *out = c;
     return TRK_OK;
+}
+
+trk_conn_extra *trk__extra(trk_conn *conn)
+{
+    if (conn->x == NULL) {
+        conn->x = calloc(1, sizeof *conn->x);
+        if (conn->x != NULL)
+            conn->x->timeout = TRK_TIMEOUT_NONE;
+    }
+    return conn->x;
+}
+
+trk_error trk__nomem_fatal = {
+    .status = TRK_NOMEM,
+    .reason = "out of memory",
+    .message = "out of memory: the connection could not keep its events (counters "
+               "or callback) and cannot go on",
+};
+
+trk_conn_extra *trk__extra_or_fail(trk_conn *conn)
+{
+    trk_conn_extra *x = trk__extra(conn);
+    if (x == NULL && conn->fatal == NULL)
+        conn->fatal = &trk__nomem_fatal;
+    return x;
+}
+
+/* The connection's timeout (TRK_T_FD): blocking unless one was set. */
+static double timeout_of(const trk_conn *conn)
+{
+    return conn->x != NULL ? conn->x->timeout : TRK_TIMEOUT_NONE;
 }
 
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
@@ -307,13 +341,18 @@ trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
             return TRK_SYSCALL;
         }
     }
-    conn->timeout = timeout;
+    if (timeout != TRK_TIMEOUT_NONE || conn->x != NULL) {
+        if (trk__extra(conn) == NULL)
+            return trk__fail(err, TRK_NOMEM, "out of memory",
+                             "settimeout: cannot allocate");
+        conn->x->timeout = timeout;
+    }
     return TRK_OK;
 }
 
 double trk_conn_timeout(const trk_conn *conn)
 {
-    return conn->timeout;
+    return timeout_of(conn);
 }
 
 trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
@@ -332,17 +371,17 @@ trk_status trk_conn_new_memory(trk_ctx *ctx, const char *server_hostname,
         *out = c;
         return TRK_OK;
     }
-    c->in_bio = BIO_new(BIO_s_mem());
-    c->out_bio = BIO_new(BIO_s_mem());
-    if (c->in_bio == NULL || c->out_bio == NULL) {
-        BIO_free(c->in_bio);
-        BIO_free(c->out_bio);
-        c->in_bio = c->out_bio = NULL;
+    /* in: what feed() fills (SSL_get_rbio), out: what drain() empties
+     * (SSL_get_wbio); both owned by the SSL. */
+    BIO *in = BIO_new(BIO_s_mem()), *outb = BIO_new(BIO_s_mem());
+    if (in == NULL || outb == NULL) {
+        BIO_free(in);
+        BIO_free(outb);
         trk_conn_free(c);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create memory BIOs");
     }
-    BIO_set_mem_eof_return(c->in_bio, -1); /* empty means "later", not EOF */
-    SSL_set_bio(c->ssl, c->in_bio, c->out_bio);
+    BIO_set_mem_eof_return(in, -1); /* empty means "later", not EOF */
+    SSL_set_bio(c->ssl, in, outb);
     *out = c;
     return TRK_OK;
 }
@@ -369,7 +408,7 @@ trk_status trk_conn_feed(trk_conn *conn, const void *data, size_t len, trk_error
         return trk__dtls_feed(conn, data, len, err);
     while (len > 0) {
         int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
-        int w = BIO_write(conn->in_bio, data, chunk);
+        int w = BIO_write(SSL_get_rbio(conn->ssl), data, chunk);
         if (w <= 0)
             return trk__fail_openssl(err, TRK_NOMEM, NULL, "feed: cannot buffer data");
         data = (const char *)data + w;
@@ -387,7 +426,7 @@ trk_status trk_conn_feed_eof(trk_conn *conn, trk_error *err)
         trk__dtls_feed_eof(conn);
         return TRK_OK;
     }
-    BIO_set_mem_eof_return(conn->in_bio, 0);
+    BIO_set_mem_eof_return(SSL_get_rbio(conn->ssl), 0);
     return TRK_OK;
 }
 
@@ -397,7 +436,7 @@ size_t trk_conn_outgoing(const trk_conn *conn)
         return 0;
     if (conn->dtls)
         return trk__dtls_outgoing(conn);
-    return BIO_ctrl_pending(conn->out_bio);
+    return BIO_ctrl_pending(SSL_get_wbio(conn->ssl));
 }
 
 trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
@@ -409,13 +448,14 @@ trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
         return st;
     if (conn->dtls)
         return trk__dtls_drain(conn, buf, cap, n, err);
-    size_t avail = BIO_ctrl_pending(conn->out_bio);
+    BIO *out = SSL_get_wbio(conn->ssl);
+    size_t avail = BIO_ctrl_pending(out);
     if (avail == 0 || cap == 0)
         return TRK_OK;
     int want = (int)(avail < cap ? avail : cap);
     if (want < 0)
         want = 1 << 30;
-    int r = BIO_read(conn->out_bio, buf, want);
+    int r = BIO_read(out, buf, want);
     if (r > 0)
         *n = (size_t)r;
     trk__err_clear();
@@ -442,6 +482,11 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
         trk_conn_free(c);
         return st;
     }
+    if (trk__extra(c) == NULL || trk__extra(s) == NULL) { /* for peer and stash */
+        trk_conn_free(c);
+        trk_conn_free(s);
+        return trk__fail(err, TRK_NOMEM, "out of memory", "cannot allocate a pair");
+    }
     BIO *cb = NULL, *sb = NULL;
     if (c->dtls) { /* datagram queues that keep message boundaries (dtls.c) */
         if ((st = trk__dtls_attach_pair(c, s, err)) != TRK_OK) {
@@ -458,8 +503,8 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
         SSL_set_bio(s->ssl, sb, sb);
     }
     c->transport = s->transport = TRK_T_PAIR;
-    c->peer = s;
-    s->peer = c;
+    c->x->peer = s;
+    s->x->peer = c;
     /* The client's handshake moves the server along; the server then reads the
      * client's last flight so that both ends are complete when we return. */
     st = trk_conn_do_handshake(c, err);
@@ -478,11 +523,14 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
 
 trk_conn *trk_conn_peer(const trk_conn *conn)
 {
-    return conn->peer;
+    return trk__peer(conn);
 }
 
-static int stash_reserve(trk_conn *c, size_t extra)
+static int stash_reserve(trk_conn *conn, size_t extra)
 {
+    trk_conn_extra *c = trk__extra(conn);
+    if (c == NULL)
+        return 0;
     if (c->stash_off > 0 && c->stash_off == c->stash_len)
         c->stash_off = c->stash_len = 0;
     if (c->stash_cap - c->stash_len >= extra)
@@ -506,7 +554,7 @@ static int stash_reserve(trk_conn *c, size_t extra)
  */
 static int pump_peer(trk_conn *c)
 {
-    trk_conn *p = c->peer;
+    trk_conn *p = trk__peer(c);
     if (p == NULL || p->ssl == NULL || p->fatal != NULL || p->closed_by_peer)
         return 0;
     BIO *mine = SSL_get_rbio(c->ssl), *theirs = SSL_get_rbio(p->ssl);
@@ -524,9 +572,9 @@ static int pump_peer(trk_conn *c)
         } else {
             if (!stash_reserve(p, 16384))
                 break;
-            r = SSL_read_ex(p->ssl, p->stash + p->stash_len, 16384, &got);
+            r = SSL_read_ex(p->ssl, p->x->stash + p->x->stash_len, 16384, &got);
             if (r > 0) {
-                p->stash_len += got;
+                p->x->stash_len += got;
                 continue;
             }
         }
@@ -556,8 +604,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
 {
     double deadline = -1;
     int rounds = 0;
-    if (conn->transport == TRK_T_FD && conn->timeout > 0)
-        deadline = trk__now() + conn->timeout;
+    if (conn->transport == TRK_T_FD && timeout_of(conn) > 0)
+        deadline = trk__now() + timeout_of(conn);
     for (;;) {
         errno = 0;
         int ret = step(conn, arg, n);
@@ -572,7 +620,7 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             if (conn->transport == TRK_T_MEMORY && ++rounds < PAIR_MAX_ROUNDS &&
                 own_input_waiting(conn, st))
                 continue;
-            if (conn->transport == TRK_T_FD && conn->timeout != 0) {
+            if (conn->transport == TRK_T_FD && timeout_of(conn) != 0) {
                 /* DTLS: the wait also ends when the retransmission timer fires,
                  * which then resends the last flight (DTLSv1_handle_timeout). */
                 double timer, until = deadline;
@@ -602,7 +650,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                 }
                 if (r == 0)
                     return trk__fail(err, TRK_TIMEOUT, "timed out",
-                                     "%s timed out after %g seconds", op, conn->timeout);
+                                     "%s timed out after %g seconds", op,
+                                     timeout_of(conn));
                 int e = errno;
                 trk__fail(err, TRK_SYSCALL, strerror(e), "%s: poll failed: %s", op,
                           strerror(e));
@@ -629,12 +678,20 @@ int trk__stash_reserve(trk_conn *c, size_t extra)
     return stash_reserve(c, extra);
 }
 
+size_t trk__stashed(const trk_conn *conn)
+{
+    const trk_conn_extra *x = conn->x;
+    if (x == NULL)
+        return 0;
+    return (x->stash_len - x->stash_off) + (x->dstash != NULL ? x->dstash->bytes : 0);
+}
+
 int trk__stash_put(trk_conn *c, const void *data, size_t len)
 {
     if (!stash_reserve(c, len))
         return 0;
-    memcpy(c->stash + c->stash_len, data, len);
-    c->stash_len += len;
+    memcpy(c->x->stash + c->x->stash_len, data, len);
+    c->x->stash_len += len;
     return 1;
 }
 
@@ -643,11 +700,11 @@ int trk__stash_put(trk_conn *c, const void *data, size_t len)
  * because OpenSSL's BIO pair must not be used with its other half freed. */
 static void detach_from_peer(trk_conn *c)
 {
-    trk_conn *p = c->peer;
-    c->peer = NULL;
+    trk_conn *p = trk__peer(c);
     if (p == NULL)
         return;
-    p->peer = NULL;
+    c->x->peer = NULL;
+    p->x->peer = NULL;
     if (p->ssl == NULL || p->dtls)
         return; /* DTLS: the queues are reference-counted; p sees EOF after them */
     BIO *old = SSL_get_rbio(p->ssl);
@@ -674,18 +731,20 @@ void trk_conn_close(trk_conn *conn)
         detach_from_peer(conn);
     SSL_free(conn->ssl);
     conn->ssl = NULL;
-    conn->in_bio = conn->out_bio = NULL; /* owned by the SSL */
     if (conn->owns_fd && conn->fd >= 0)
         close(conn->fd);
     conn->fd = -1;
-    free(conn->stash);
-    conn->stash = NULL;
-    if (conn->dstash != NULL) {
-        trk__dq_clear(conn->dstash);
-        free(conn->dstash);
-        conn->dstash = NULL;
+    trk_conn_extra *x = conn->x;
+    if (x != NULL) {
+        free(x->stash);
+        x->stash = NULL;
+        if (x->dstash != NULL) {
+            trk__dq_clear(x->dstash);
+            free(x->dstash);
+            x->dstash = NULL;
+        }
+        x->stash_len = x->stash_off = x->stash_cap = 0;
     }
-    conn->stash_len = conn->stash_off = conn->stash_cap = 0;
     trk__err_clear();
 }
 
@@ -694,7 +753,9 @@ void trk_conn_free(trk_conn *conn)
     if (conn == NULL)
         return;
     trk_conn_close(conn);
-    free(conn->fatal);
+    if (conn->fatal != &trk__nomem_fatal)
+        free(conn->fatal);
+    free(conn->x);
     trk_ctx_free(conn->ctx);
     free(conn);
 }
@@ -706,5 +767,5 @@ trk_ctx *trk_conn_ctx(const trk_conn *conn)
 
 trk_role trk_conn_role(const trk_conn *conn)
 {
-    return conn->role;
+    return (trk_role)conn->role;
 }

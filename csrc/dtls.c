@@ -407,11 +407,12 @@ int trk__dtls_read_to_stash(trk_conn *p)
     int r = SSL_read_ex(p->ssl, buf, sizeof buf, &got);
     if (r <= 0)
         return r;
-    if (p->dstash == NULL)
-        p->dstash = calloc(1, sizeof *p->dstash);
+    trk_conn_extra *x = trk__extra(p);
+    if (x != NULL && x->dstash == NULL)
+        x->dstash = calloc(1, sizeof *x->dstash);
     /* Out of memory: the datagram is lost, as UDP would lose it. */
-    if (p->dstash != NULL)
-        trk__dq_push(p->dstash, buf, got);
+    if (x != NULL && x->dstash != NULL)
+        trk__dq_push(x->dstash, buf, got);
     return r;
 }
 

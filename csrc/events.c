@@ -53,36 +53,67 @@ const char *trk_event_name(trk_event_type type)
 
 void trk_conn_stats(const trk_conn *conn, trk_stats *out)
 {
-    *out = conn->stats;
+    static const trk_rare_counters none;
+    const trk_counters *c = &conn->stats;
+    const trk_rare_counters *r = conn->x != NULL ? &conn->x->rare : &none;
+    out->key_updates_sent = r->key_updates_sent;
+    out->key_updates_received = r->key_updates_received;
+    out->key_update_requests_sent = r->key_update_requests_sent;
+    out->key_update_requests_received = r->key_update_requests_received;
+    out->automatic_rekeys = r->automatic_rekeys;
+    out->renegotiations = c->handshakes > 1 ? c->handshakes - 1 : 0;
+    out->hello_requests_sent = r->hello_requests_sent;
+    out->hello_requests_received = r->hello_requests_received;
+    out->handshakes = c->handshakes;
+    out->alerts_sent = r->alerts_sent;
+    out->alerts_received = r->alerts_received;
+    out->bytes_written = c->bytes_written;
+    out->bytes_read = c->bytes_read;
+    out->records_written = c->records_written;
+    out->records_read = c->records_read;
 }
 
 void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata)
 {
-    conn->event_fn = fn;
-    conn->event_ud = fn != NULL ? userdata : NULL;
+    if (fn == NULL && conn->x == NULL)
+        return; /* none to remove */
+    trk_conn_extra *x = trk__extra_or_fail(conn);
+    if (x == NULL)
+        return;
+    x->event_fn = fn;
+    x->event_ud = fn != NULL ? userdata : NULL;
+}
+
+trk_rare_counters *trk__rare(trk_conn *conn)
+{
+    trk_conn_extra *x = trk__extra_or_fail(conn);
+    return x != NULL ? &x->rare : NULL;
 }
 
 static void emit(trk_conn *c, trk_event *ev)
 {
-    if (c->event_fn == NULL)
+    if (c->x == NULL || c->x->event_fn == NULL)
         return;
     ev->name = event_names[ev->type];
-    if (c->event_fn(c->event_ud, c, ev) != 0)
+    if (c->x->event_fn(c->x->event_ud, c, ev) != 0)
         c->callback_failed = 1;
 }
 
 static void handshake_message(trk_conn *c, int sent, const unsigned char *p, size_t len)
 {
     trk_event ev = {0};
+    trk_rare_counters *r;
     /* Only the first byte (msg_type) is read for every message; DTLS handshake
      * headers are 12 bytes (RFC 6347 4.2.2), TLS ones 4. */
     size_t hdr = c->dtls ? DTLS1_HM_HEADER_LENGTH : SSL3_HM_HEADER_LENGTH;
     switch (p[0]) {
     case SSL3_MT_HELLO_REQUEST:
-        if (sent)
-            c->stats.hello_requests_sent++;
-        else
-            c->stats.hello_requests_received++;
+        if ((r = trk__rare(c)) != NULL) {
+            if (sent)
+                r->hello_requests_sent++;
+            else
+                r->hello_requests_received++;
+        }
         ev.type = sent ? TRK_EV_HELLO_REQUEST_SENT : TRK_EV_HELLO_REQUEST_RECEIVED;
         ev.automatic = sent && c->auto_pending;
         break;
@@ -118,8 +149,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         c->handshake_done = 1;
         c->auto_pending = 0;
         trk__epoch_reset(c); /* new keys both ways */
-        if (c->stats.handshakes > 1) {
-            c->stats.renegotiations++;
+        if (c->stats.handshakes > 1) { /* a renegotiation (trk_conn_stats) */
             ev.type = TRK_EV_RENEGOTIATION_DONE;
         } else {
             ev.type = TRK_EV_HANDSHAKE_DONE;
@@ -129,15 +159,18 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         /* The handshake header (4 bytes; 12 on DTLS, which OpenSSL 3.0 never sends
          * a KeyUpdate on), then request_update (RFC 8446 4.6.3). */
         ev.request_update = len > hdr && p[hdr] == 1;
+        r = trk__rare(c);
         if (sent) {
-            c->stats.key_updates_sent++;
-            c->stats.key_update_requests_sent += (unsigned)ev.request_update;
+            if (r != NULL) {
+                r->key_updates_sent++;
+                r->key_update_requests_sent += (unsigned)ev.request_update;
+            }
             ev.automatic = c->auto_pending;
             c->auto_pending = 0;
             trk__epoch_reset(c); /* our sending key changes after this message */
-        } else {
-            c->stats.key_updates_received++;
-            c->stats.key_update_requests_received += (unsigned)ev.request_update;
+        } else if (r != NULL) {
+            r->key_updates_received++;
+            r->key_update_requests_received += (unsigned)ev.request_update;
         }
         ev.type = sent ? TRK_EV_KEY_UPDATE_SENT : TRK_EV_KEY_UPDATE_RECEIVED;
         break;
@@ -167,10 +200,13 @@ static void message(int write_p, int version, int content_type, const void *buf,
     case SSL3_RT_ALERT:
         if (len >= 2) {
             trk_event ev = {0};
-            if (write_p)
-                c->stats.alerts_sent++;
-            else
-                c->stats.alerts_received++;
+            trk_rare_counters *r = trk__rare(c);
+            if (r != NULL) {
+                if (write_p)
+                    r->alerts_sent++;
+                else
+                    r->alerts_received++;
+            }
             if (!write_p && p[1] == SSL_AD_CLOSE_NOTIFY)
                 c->close_notify_received = 1;
             ev.type = write_p ? TRK_EV_ALERT_SENT : TRK_EV_ALERT_RECEIVED;

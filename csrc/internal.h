@@ -49,65 +49,130 @@ typedef enum trk_transport {
     TRK_T_PAIR
 } trk_transport;
 
-/* Per-handshake bookkeeping for counting completed handshakes (see events.c). */
+/* Per-handshake bookkeeping for counting completed handshakes (see events.c).
+ * One byte: _Bool bit-fields. */
 typedef struct trk_hs_track {
-    unsigned in_handshake : 1;  /* a ClientHello went either way; not yet complete */
-    unsigned fin_sent : 1;
-    unsigned fin_recv : 1;
-    unsigned after_hvr : 1;     /* DTLS: a HelloVerifyRequest went either way; the
-                                   next ClientHello continues the same handshake */
+    _Bool in_handshake : 1;  /* a ClientHello went either way; not yet complete */
+    _Bool fin_sent : 1;
+    _Bool fin_recv : 1;
+    _Bool after_hvr : 1;     /* DTLS: a HelloVerifyRequest went either way; the
+                                next ClientHello continues the same handshake */
 } trk_hs_track;
 
-struct trk_conn {
-    SSL *ssl;                 /* NULL once closed */
-    trk_ctx *ctx;             /* one reference held */
-    trk_role role;
-    trk_transport transport;
-    int fd;                   /* TRK_T_FD: the socket, else -1 */
-    int owns_fd;              /* opened by trk_conn_new_connect */
-    double timeout;           /* TRK_T_FD only */
-    BIO *out_bio;             /* TRK_T_MEMORY: what drain() empties */
-    BIO *in_bio;              /* TRK_T_MEMORY: what feed() fills */
+/*
+ * trk_stats as a connection keeps it, in two parts: the counters every connection
+ * moves (below, in struct trk_conn) and those of rarer events (trk_rare_counters, in
+ * the extra part, made by the first such event). The fields are trk_stats' own
+ * (tlsrekey.h says what each counts; events.c, io.c and policy.c count them) but
+ * `renegotiations`, which is always handshakes - 1 once there was one (events.c
+ * counts a renegotiation exactly when a handshake after the first completes), so
+ * trk_conn_stats derives it.
+ */
+typedef struct trk_counters {
+    uint64_t handshakes;
+    uint64_t bytes_written;
+    uint64_t bytes_read;
+    uint64_t records_written;
+    uint64_t records_read;
+} trk_counters;
+
+typedef struct trk_rare_counters {
+    uint64_t key_updates_sent;
+    uint64_t key_updates_received;
+    uint64_t key_update_requests_sent;
+    uint64_t key_update_requests_received;
+    uint64_t automatic_rekeys;
+    uint64_t hello_requests_sent;
+    uint64_t hello_requests_received;
+    uint64_t alerts_sent;
+    uint64_t alerts_received;
+} trk_rare_counters;
+
+/*
+ * What an idle connection over a socket never uses, in a side allocation made on
+ * first use (trk__extra): the pair's peer and stash, the DTLS stash, a timeout, a
+ * rekey policy other than the default, an event callback, the counters of rare
+ * events. With 10k idle connections every byte of struct trk_conn counts
+ * (bench/PROPOSALS.md, P6).
+ */
+typedef struct trk_conn_extra {
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
-    int dtls;                 /* the context is DTLS: every transport carries
-                                 datagrams (dtls.c) */
 
     /* TRK_T_PAIR: application data read while moving this end forward on behalf of
-     * its peer; returned by the next reads before anything else. */
+     * its peer; returned by the next reads before anything else. (Also the data a
+     * TLS 1.2 renegotiation driven by reading meets, on any transport, io.c.) */
     unsigned char *stash;
     size_t stash_len, stash_off, stash_cap;
     /* DTLS pair ends keep datagram boundaries: their stash is a queue instead. */
     struct trk_dgram_queue *dstash;
 
+    double timeout;           /* TRK_T_FD only; TRK_TIMEOUT_NONE (blocking) while a
+                                 connection has no extra part */
+    trk_rekey_policy policy;  /* in force when trk_conn.own_policy; otherwise the
+                                 default (trk__default_policy) is */
+    trk_event_fn event_fn;
+    void *event_ud;
+    trk_rare_counters rare;
+} trk_conn_extra;
+
+struct trk_conn {
+    SSL *ssl;                 /* NULL once closed */
+    trk_ctx *ctx;             /* one reference held */
+    trk_conn_extra *x;        /* NULL until something needs it (trk__extra) */
     trk_error *fatal;         /* set once a fatal error happened: replayed by every
                                  later call, because OpenSSL may answer the next call
                                  with SSL_ERROR_SYSCALL and errno 0 (OPENSSL-NOTES 16) */
-    int write_pending;        /* a write returned WANT_WRITE/WANT_READ and must be
-                                 retried before a key update (OPENSSL-NOTES 6) */
-    int handshake_done;       /* the first handshake completed */
-    int sent_shutdown;
-    int closed_by_peer;
-    int close_notify_received; /* the alert itself, not an EOF taken as one */
-
+    int fd;                   /* TRK_T_FD: the socket, else -1 */
+    uint32_t aead_records;    /* the cipher's AEAD limit, once known; 0 none (at most
+                                 2^24 records: RFC 8446 5.5) */
+    unsigned char role;       /* a trk_role */
+    unsigned char transport;  /* a trk_transport; TRK_T_MEMORY: the SSL's own BIOs are
+                                 what feed() fills and drain() empties */
     trk_hs_track hs;
-    trk_stats stats;
+
+    /* Flags, one bit each: a test or a constant store costs one instruction, as
+     * for a byte. */
+    _Bool dtls : 1;           /* the context is DTLS: every transport carries
+                                 datagrams (dtls.c) */
+    _Bool owns_fd : 1;        /* opened by trk_conn_new_connect */
+    _Bool write_pending : 1;  /* a write returned WANT_WRITE/WANT_READ and must be
+                                 retried before a key update (OPENSSL-NOTES 6) */
+    _Bool handshake_done : 1; /* the first handshake completed */
+    _Bool sent_shutdown : 1;
+    _Bool closed_by_peer : 1;
+    _Bool close_notify_received : 1; /* the alert itself, not an EOF taken as one */
+    _Bool aead_known : 1;     /* aead_records is set */
+    _Bool auto_pending : 1;   /* the scheduled update/renegotiation is the policy's */
+    _Bool callback_failed : 1; /* an event callback returned nonzero during this call */
+    _Bool own_policy : 1;     /* the rekey policy is x->policy, not the default */
+
+    trk_counters stats;
 
     /* Automatic rekeying (policy.c). The epoch is what we sent under the current
      * sending key; events.c starts a new one when a KeyUpdate leaves or a handshake
      * completes. */
-    trk_rekey_policy policy;
     uint64_t epoch_bytes, epoch_records;
     double epoch_start;
-    uint64_t aead_records;    /* the cipher's AEAD limit, once known; 0 none */
-    int aead_known;
-    int auto_pending;         /* the scheduled update/renegotiation is the policy's */
 
-    trk_event_fn event_fn;
-    void *event_ud;
     trk_interrupt_fn interrupt_fn;
     void *interrupt_ud;
-    int callback_failed;      /* an event callback returned nonzero during this call */
 };
+
+/* The extra part of a connection, made (zeroed, no timeout) when first needed;
+ * NULL when it cannot be allocated. In connection.c. */
+trk_conn_extra *trk__extra(trk_conn *conn);
+/* The same for a caller that cannot report a failure (a void setter, OpenSSL's
+ * message callback): without it the connection fails, TRK_NOMEM from its next call
+ * on, so nothing (a count, a callback) is ever silently lost. */
+trk_conn_extra *trk__extra_or_fail(trk_conn *conn);
+/* That failure's record: conn->fatal points at it, never freed. */
+extern trk_error trk__nomem_fatal;
+
+/* TRK_T_PAIR: the other end, NULL once it is freed (and for other transports). */
+static inline trk_conn *trk__peer(const trk_conn *conn)
+{
+    return conn->x != NULL ? conn->x->peer : NULL;
+}
 
 /* ---- error.c ---- */
 
@@ -148,8 +213,21 @@ trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err);
 
 /* Installs the message callback that keeps conn->stats and raises events. */
 void trk__events_attach(trk_conn *conn);
+/* The counters of rare events (made on the first; NULL, the connection failed with
+ * TRK_NOMEM, when they cannot be: trk__extra_or_fail). */
+trk_rare_counters *trk__rare(trk_conn *conn);
 
 /* ---- policy.c ---- */
+
+/* What trk_rekey_policy_default gives; in force unless conn->own_policy. */
+extern const trk_rekey_policy trk__default_policy;
+static inline const trk_rekey_policy *trk__policy(const trk_conn *conn)
+{
+    return conn->own_policy ? &conn->x->policy : &trk__default_policy;
+}
+/* Makes *policy this connection's (conn_new: the context's). 0 when it is not the
+ * default and the extra part cannot be allocated. */
+int trk__policy_set(trk_conn *conn, const trk_rekey_policy *policy);
 
 /* Starts a new epoch (our sending key just changed). */
 void trk__epoch_reset(trk_conn *conn);
@@ -180,6 +258,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
 int trk__stash_put(trk_conn *conn, const void *data, size_t len);
 /* Makes room for `extra` more bytes at the stash's end. 0 on allocation failure. */
 int trk__stash_reserve(trk_conn *conn, size_t extra);
+/* Bytes in the stash (either kind), not yet read. */
+size_t trk__stashed(const trk_conn *conn);
 
 /* The negotiated protocol version (TLS1_3_VERSION, ...) or 0 before the handshake. */
 int trk__version(const trk_conn *conn);

@@ -66,10 +66,11 @@ static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
 {
     (void)arg;
     size_t got = 0;
-    int r = SSL_read_ex(c->ssl, c->stash + c->stash_len, c->stash_cap - c->stash_len,
+    trk_conn_extra *x = c->x; /* made by trk__stash_reserve */
+    int r = SSL_read_ex(c->ssl, x->stash + x->stash_len, x->stash_cap - x->stash_len,
                         &got);
     if (r > 0)
-        c->stash_len += got;
+        x->stash_len += got;
     *n = got;
     if (r <= 0 && !renegotiating(c) && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ)
         return 1; /* the handshake is done; no application data is owed to us */
@@ -140,8 +141,11 @@ trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
 }
 
 /* A pair end keeps application data read on behalf of its peer; it comes first. */
-static size_t take_stash(trk_conn *c, void *buf, size_t cap)
+static size_t take_stash(trk_conn *conn, void *buf, size_t cap)
 {
+    trk_conn_extra *c = conn->x;
+    if (c == NULL)
+        return 0;
     if (c->dstash != NULL) { /* DTLS: one datagram (the rest of it next time) */
         long k = trk__dq_pop(c->dstash, buf, cap, 1);
         return k > 0 ? (size_t)k : 0;
@@ -225,7 +229,7 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
         return trk__fail(err, TRK_ARG, "dtls message too big",
                          "write: a DTLS datagram carries at most 16384 bytes, not %zu",
                          len);
-    if (conn->transport == TRK_T_PAIR && conn->peer == NULL)
+    if (conn->transport == TRK_T_PAIR && trk__peer(conn) == NULL)
         return trk__fail(err, TRK_SYSCALL, "broken pipe",
                          "write: the other end of this pair was freed");
     if (conn->dtls && len == 0) {
@@ -260,15 +264,15 @@ int trk_conn_may_block(const trk_conn *conn, size_t len)
     if (conn->transport == TRK_T_FD || len >= SMALL_IO || busy_with_handshake(conn))
         return 1;
     /* a pair end moves its peer along: the peer's handshake counts too */
-    return conn->peer != NULL && conn->peer->ssl != NULL && busy_with_handshake(conn->peer);
+    const trk_conn *peer = trk__peer(conn);
+    return peer != NULL && peer->ssl != NULL && busy_with_handshake(peer);
 }
 
 size_t trk_conn_pending(const trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    return (conn->stash_len - conn->stash_off) +
-           (conn->dstash != NULL ? conn->dstash->bytes : 0) + (size_t)SSL_pending(conn->ssl);
+    return trk__stashed(conn) + (size_t)SSL_pending(conn->ssl);
 }
 
 trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)

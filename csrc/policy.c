@@ -19,10 +19,35 @@
 
 static uint64_t aead_divisor = 1;
 
+const trk_rekey_policy trk__default_policy = {.aead_limit = 1};
+
 void trk_rekey_policy_default(trk_rekey_policy *policy)
 {
     memset(policy, 0, sizeof *policy);
     policy->aead_limit = 1;
+}
+
+/* Field for field (seconds bit for bit: -0.0 is kept as given), padding aside. */
+static int is_default(const trk_rekey_policy *p)
+{
+    const trk_rekey_policy *d = &trk__default_policy;
+    return p->bytes == d->bytes && p->records == d->records &&
+           memcmp(&p->seconds, &d->seconds, sizeof p->seconds) == 0 &&
+           p->request_peer == d->request_peer &&
+           p->use_renegotiation == d->use_renegotiation && p->aead_limit == d->aead_limit;
+}
+
+int trk__policy_set(trk_conn *conn, const trk_rekey_policy *policy)
+{
+    if (is_default(policy)) { /* most connections: no room taken for it */
+        conn->own_policy = 0;
+        return 1;
+    }
+    if (trk__extra(conn) == NULL)
+        return 0;
+    conn->x->policy = *policy;
+    conn->own_policy = 1;
+    return 1;
 }
 
 uint64_t trk_aead_record_limit(const char *cipher_name)
@@ -99,13 +124,15 @@ trk_status trk_conn_set_rekey_policy(trk_conn *conn, const trk_rekey_policy *pol
     if (conn->handshake_done && !is_tls13(conn) && has_thresholds(policy) &&
         !policy->use_renegotiation)
         return tls12_refusal(conn, err);
-    conn->policy = *policy;
+    if (!trk__policy_set(conn, policy))
+        return trk__fail(err, TRK_NOMEM, "out of memory",
+                         "set_rekey_policy: cannot allocate");
     return TRK_OK;
 }
 
 void trk_conn_get_rekey_policy(const trk_conn *conn, trk_rekey_policy *out)
 {
-    *out = conn->policy;
+    *out = *trk__policy(conn);
 }
 
 void trk__epoch_reset(trk_conn *conn)
@@ -117,12 +144,14 @@ void trk__epoch_reset(trk_conn *conn)
 /* The record limit in force: the policy's, tightened by the AEAD limit on 1.3. */
 static uint64_t record_limit(trk_conn *c)
 {
-    uint64_t lim = c->policy.records;
-    if (c->policy.aead_limit && is_tls13(c)) {
+    const trk_rekey_policy *p = trk__policy(c);
+    uint64_t lim = p->records;
+    if (p->aead_limit && is_tls13(c)) {
         if (!c->aead_known) {
             const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
-            c->aead_records = trk_aead_record_limit(cipher ? SSL_CIPHER_get_name(cipher)
-                                                           : NULL);
+            /* at most 2^24: fits aead_records */
+            c->aead_records = (uint32_t)trk_aead_record_limit(
+                cipher ? SSL_CIPHER_get_name(cipher) : NULL);
             c->aead_known = 1;
         }
         if (c->aead_records > 0 && (lim == 0 || c->aead_records < lim))
@@ -135,7 +164,7 @@ int trk__policy_active(trk_conn *conn)
 {
     if (!conn->handshake_done)
         return 0;
-    return has_thresholds(&conn->policy) || record_limit(conn) > 0;
+    return has_thresholds(trk__policy(conn)) || record_limit(conn) > 0;
 }
 
 /* Our sending key changes before the next record leaves: a KeyUpdate is scheduled
@@ -152,7 +181,7 @@ static int rekey_scheduled(const trk_conn *c)
  * threshold rekeys before it (unless it is the first of its epoch). */
 static int epoch_exhausted(trk_conn *c, uint64_t rec_limit, size_t upcoming)
 {
-    const trk_rekey_policy *p = &c->policy;
+    const trk_rekey_policy *p = trk__policy(c);
     return (p->bytes > 0 && (c->epoch_bytes >= p->bytes ||
                              (c->epoch_bytes > 0 && upcoming > p->bytes - c->epoch_bytes))) ||
            (rec_limit > 0 && c->epoch_records >= rec_limit) ||
@@ -166,12 +195,12 @@ static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, size_t upcoming,
     if (c->write_pending || rekey_scheduled(c) || !epoch_exhausted(c, rec_limit, upcoming))
         return TRK_OK;
     if (is_tls13(c)) {
-        int type = c->policy.request_peer ? SSL_KEY_UPDATE_REQUESTED
-                                          : SSL_KEY_UPDATE_NOT_REQUESTED;
+        int type = trk__policy(c)->request_peer ? SSL_KEY_UPDATE_REQUESTED
+                                                : SSL_KEY_UPDATE_NOT_REQUESTED;
         if (SSL_key_update(c->ssl, type) != 1)
             return trk__fail_openssl(err, TRK_STATE, NULL, "automatic key update failed");
     } else {
-        if (!c->policy.use_renegotiation)
+        if (!trk__policy(c)->use_renegotiation)
             return tls12_refusal(c, err);
         if (SSL_renegotiate_pending(c->ssl))
             return TRK_OK; /* a server's request the client has not answered yet */
@@ -180,20 +209,21 @@ static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, size_t upcoming,
                                      "automatic renegotiation failed");
     }
     c->auto_pending = 1;
-    c->stats.automatic_rekeys++;
+    trk_rare_counters *r = trk__rare(c);
+    if (r != NULL)
+        r->automatic_rekeys++;
     return TRK_OK;
 }
 
 /* How much of `want` may go out before the next rekey. */
 static size_t allowance(trk_conn *c, size_t want, uint64_t rec_limit)
 {
+    const trk_rekey_policy *p = trk__policy(c);
     int fresh = rekey_scheduled(c);
     uint64_t used_b = fresh ? 0 : c->epoch_bytes, used_r = fresh ? 0 : c->epoch_records;
     uint64_t lim = want;
-    if (c->policy.bytes > 0)
-        lim = used_b >= c->policy.bytes ? 0 : (c->policy.bytes - used_b < lim
-                                                   ? c->policy.bytes - used_b
-                                                   : lim);
+    if (p->bytes > 0)
+        lim = used_b >= p->bytes ? 0 : (p->bytes - used_b < lim ? p->bytes - used_b : lim);
     if (rec_limit > 0) {
         uint64_t left = used_r >= rec_limit ? 0 : rec_limit - used_r;
         if (left <= UINT64_MAX / RECORD_PLAINTEXT && left * RECORD_PLAINTEXT < lim)
@@ -209,8 +239,8 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
     size_t done = 0;
     uint64_t rec_limit = record_limit(conn);
     int tls12_server_waiting = 0;
-    if (!is_tls13(conn) && has_thresholds(&conn->policy) &&
-        !conn->policy.use_renegotiation)
+    const trk_rekey_policy *pol = trk__policy(conn);
+    if (!is_tls13(conn) && has_thresholds(pol) && !pol->use_renegotiation)
         return tls12_refusal(conn, err);
     do {
         trk_status st = rekey_if_due(conn, rec_limit, conn->dtls ? len : 0, err);

@@ -138,7 +138,7 @@ def run_socket_conns(args, cctx, sctx):
             if i < 0:
                 neg = negotiated(args, conn)
         if mem and i >= 0:
-            keep.append((conn, sock))
+            keep.append(conn)   # as a user would: the connection holds its socket
         else:
             conn.close()
             sock.close()

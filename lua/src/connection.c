@@ -20,12 +20,12 @@
 /* Creation and lifetime                                                       */
 /* ------------------------------------------------------------------------- */
 
-ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx)
+ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx, int owned)
 {
     ltrk_connection *c;
 
     ctx_idx = lua_absindex(L, ctx_idx);
-    c = lua_newuserdatauv(L, sizeof *c, LTRK_UV_COUNT);
+    c = lua_newuserdatauv(L, sizeof *c, owned ? LTRK_UV_SOCKET : LTRK_UV_EVENT_FN);
     memset(c, 0, sizeof *c);
     c->conn = NULL;
     c->peer = NULL;
@@ -81,8 +81,8 @@ int ltrk_pair_new(lua_State *L)
 
     ltrk_no_nul(L, hostname, hlen, 3, "server_hostname");
     lua_settop(L, 3);
-    client = ltrk_connection_new(L, 1); /* 4 */
-    server = ltrk_connection_new(L, 2); /* 5 */
+    client = ltrk_connection_new(L, 1, 1); /* 4 */
+    server = ltrk_connection_new(L, 2, 1); /* 5 */
     st = trk_pair_new(cctx->ctx, sctx->ctx, hostname, &client->conn, &server->conn, &err);
     if (st != TRK_OK)
         return ltrk_raise(L, st, &err, 3);

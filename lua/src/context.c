@@ -375,7 +375,7 @@ static int context_connect(lua_State *L)
     check_conn_options(L, 4, conn_options);
     hostname = conn_hostname(L, 4);
     conn_timeout(L, 4, &timeout);
-    conn = ltrk_connection_new(L, 1);
+    conn = ltrk_connection_new(L, 1, 0);
     st = trk_conn_new_connect(c->ctx, host, (int)port, timeout, hostname, &conn->conn,
                               &err);
     if (st == TRK_OK)
@@ -430,7 +430,7 @@ static int context_wrap(lua_State *L)
         lua_settop(L, 3);
     }
     luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "not an open socket");
-    conn = ltrk_connection_new(L, 1);
+    conn = ltrk_connection_new(L, 1, lua_type(L, 2) != LUA_TNUMBER);
     if (lua_type(L, 2) != LUA_TNUMBER) {
         lua_pushvalue(L, 2);
         lua_setiuservalue(L, -2, LTRK_UV_SOCKET);
@@ -452,7 +452,7 @@ static int context_memory(lua_State *L)
 
     check_conn_options(L, 2, memory_options);
     hostname = conn_hostname(L, 2);
-    conn = ltrk_connection_new(L, 1);
+    conn = ltrk_connection_new(L, 1, 0);
     st = trk_conn_new_memory(c->ctx, hostname, &conn->conn, &err);
     if (st == TRK_OK)
         conn->role = trk_conn_role(conn->conn);

@@ -30,15 +30,17 @@ typedef struct ltrk_context {
 
 /*
  * User values of a connection userdata (lua_newuserdatauv). They are what keeps
- * the owners alive, whatever order the collector picks:
+ * the owners alive, whatever order the collector picks. Each costs 16 bytes per
+ * connection (bench/PROPOSALS.md, P6), so a connection has the third only when it
+ * wraps a socket object or is a pair end (never both); a missing one reads as nil.
  */
 enum {
     LTRK_UV_CONTEXT = 1, /* the context userdata */
-    LTRK_UV_SOCKET,      /* the wrapped LuaSocket object (never closed by us), or nil */
     LTRK_UV_EVENT_FN,    /* the on_event function, or nil */
-    LTRK_UV_PEER,        /* the other end of a pair: the core drives it from inside
-                            our calls, so it must live as long as we do */
-    LTRK_UV_COUNT = LTRK_UV_PEER
+    LTRK_UV_SOCKET,      /* the wrapped LuaSocket object (never closed by us), or nil */
+    LTRK_UV_PEER = LTRK_UV_SOCKET, /* the other end of a pair: the core drives it
+                            from inside our calls, so it must live as long as we do */
+    LTRK_UV_COUNT = LTRK_UV_SOCKET
 };
 
 /* A connection userdata. */
@@ -81,8 +83,9 @@ void ltrk_context_open(lua_State *L);
 /* connection.c */
 /* Pushes a new, not yet opened connection userdata (conn NULL) holding the context
  * at ctx_idx. The caller then opens the core connection straight into ->conn, so a
- * core connection is never without an owner that the collector will finalise. */
-ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx);
+ * core connection is never without an owner that the collector will finalise.
+ * owned: it will hold a socket object or a pair's other end (LTRK_UV_SOCKET). */
+ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx, int owned);
 int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
 void ltrk_connection_open(lua_State *L);
 

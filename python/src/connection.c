@@ -23,56 +23,108 @@
 
 #include "shim.h"
 
+#include <stdint.h>
+#include <time.h>
+
 /* ------------------------------------------------------------------------- */
 /* The lock                                                                   */
 /* ------------------------------------------------------------------------- */
 
-shim_lock *
-shim_lock_new(void)
-{
-    shim_lock *lock = PyMem_Malloc(sizeof *lock);
+/*
+ * A connection's lock is one word (shim.h): the Connection's own `owner`, or for
+ * the ends of a pair the one in their shim_pair. Taking a free lock is a store made
+ * with the GIL held; nothing is allocated per connection (a PyThread lock each cost
+ * 80 bytes with its allocation, bench/PROPOSALS.md P6). Every lock_acquire and
+ * lock_release runs with the GIL held.
+ *
+ * A thread that finds the lock taken joins the queue `waiting` and sleeps with the
+ * GIL released on a PyThread lock made for that one wait (only then, when one
+ * connection is used from two threads at once, is anything allocated). Releasing
+ * a lock hands it to the first thread queued for it, which is woken already owning
+ * it: the releasing thread, still holding the GIL, cannot take it back at once and
+ * starve the others (a thread in a loop of small calls would, since a waiter needs
+ * the GIL before it can look at the word).
+ */
+typedef struct shim_waiter {
+    PyThread_type_lock wake;        /* held by the waiter; released to wake it */
+    unsigned long ident;            /* the waiting thread */
+    unsigned long *word;            /* the lock it waits for */
+    struct shim_waiter *next;
+} shim_waiter;
 
-    if (lock == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    lock->lock = PyThread_allocate_lock();
-    if (lock->lock == NULL) {
-        PyMem_Free(lock);
-        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
-        return NULL;
-    }
-    lock->refs = 1;
-    lock->owner = 0;
-    return lock;
+static shim_waiter *waiting;        /* first come first; GIL held */
+
+static unsigned long *
+lock_word(ConnectionObject *self)
+{
+    return self->pair != NULL ? &self->pair->owner : &self->owner;
 }
 
-void
-shim_lock_decref(shim_lock *lock)
+/* The other end of a pair, NULL for any other connection or once it was freed. */
+static ConnectionObject *
+peer_of(ConnectionObject *self)
 {
-    if (lock != NULL && --lock->refs == 0) {
-        PyThread_free_lock(lock->lock);
-        PyMem_Free(lock);
-    }
+    shim_pair *pair = self->pair;
+
+    if (pair == NULL)
+        return NULL;
+    return pair->end[pair->end[0] == self ? 1 : 0];
 }
 
 /* Takes the lock, waiting with the GIL released when another thread has it. */
 static void
-lock_acquire(shim_lock *lock)
+lock_acquire(ConnectionObject *self)
 {
-    if (!PyThread_acquire_lock(lock->lock, NOWAIT_LOCK)) {
+    unsigned long *word = lock_word(self), me = PyThread_get_thread_ident();
+    shim_waiter w, **tail;
+
+    while (*word != 0) {
+        w.wake = PyThread_allocate_lock();
+        if (w.wake == NULL || !PyThread_acquire_lock(w.wake, NOWAIT_LOCK)) {
+            /* Out of memory: nothing to be woken by; look again a little later. */
+            struct timespec ts = {0, 1000000};
+
+            if (w.wake != NULL)
+                PyThread_free_lock(w.wake);
+            Py_BEGIN_ALLOW_THREADS
+            nanosleep(&ts, NULL);
+            Py_END_ALLOW_THREADS
+            continue;
+        }
+        w.ident = me;
+        w.word = word;
+        w.next = NULL;
+        for (tail = &waiting; *tail != NULL; tail = &(*tail)->next)
+            ;
+        *tail = &w;
         Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(lock->lock, WAIT_LOCK);
+        PyThread_acquire_lock(w.wake, WAIT_LOCK);   /* until lock_release hands over */
         Py_END_ALLOW_THREADS
+        PyThread_release_lock(w.wake);
+        PyThread_free_lock(w.wake);
+        return;                                     /* *word == me */
     }
-    lock->owner = PyThread_get_thread_ident();
+    *word = me;
 }
 
 static void
-lock_release(shim_lock *lock)
+lock_release(ConnectionObject *self)
 {
-    lock->owner = 0;
-    PyThread_release_lock(lock->lock);
+    unsigned long *word = lock_word(self);
+    shim_waiter **pw;
+
+    for (pw = &waiting; *pw != NULL; pw = &(*pw)->next) {
+        shim_waiter *w = *pw;
+
+        if (w->word == word) {
+            *pw = w->next;
+            *word = w->ident;
+            /* the waiter needs the GIL to go on: w stays valid through this call */
+            PyThread_release_lock(w->wake);
+            return;
+        }
+    }
+    *word = 0;
 }
 
 enum { ENTER_FAILED = -1, ENTER_REENTRANT = 0, ENTER_LOCKED = 1 };
@@ -86,7 +138,7 @@ enum { ENTER_FAILED = -1, ENTER_REENTRANT = 0, ENTER_LOCKED = 1 };
 static int
 conn_enter(ConnectionObject *self, int driving)
 {
-    if (self->lock->owner == PyThread_get_thread_ident()) {
+    if (*lock_word(self) == PyThread_get_thread_ident()) {
         if (driving) {
             shim_raise_state("called from an event callback",
                              "a connection cannot be driven from inside an event "
@@ -95,8 +147,8 @@ conn_enter(ConnectionObject *self, int driving)
         }
         return ENTER_REENTRANT;
     }
-    lock_acquire(self->lock);
-    Py_XINCREF(self->peer);
+    lock_acquire(self);
+    Py_XINCREF(peer_of(self));
     return ENTER_LOCKED;
 }
 
@@ -107,8 +159,8 @@ conn_leave(ConnectionObject *self, int entered)
 
     if (entered != ENTER_LOCKED)
         return;
-    peer = self->peer;          /* the one conn_enter took: it could not go away */
-    lock_release(self->lock);
+    peer = peer_of(self);       /* the one conn_enter took: it could not go away */
+    lock_release(self);
     Py_XDECREF(peer);           /* may free the peer: the lock is free by now */
 }
 
@@ -133,11 +185,13 @@ conn_finish(ConnectionObject *self, int entered, trk_status st, const trk_error 
     PyObject *parked = NULL, *second = NULL;
 
     if (entered == ENTER_LOCKED) {
+        ConnectionObject *peer = peer_of(self);
+
         parked = self->parked;
         self->parked = NULL;
-        if (self->peer != NULL) {
-            second = self->peer->parked;
-            self->peer->parked = NULL;
+        if (peer != NULL) {
+            second = peer->parked;
+            peer->parked = NULL;
         }
         if (parked == NULL) {
             parked = second;
@@ -241,7 +295,7 @@ event_trampoline(void *userdata, trk_conn *conn, const trk_event *ev)
     int rc = 0;
 
     SHIM_UNUSED(conn);
-    if (self->dying || self->callback == NULL)
+    if (self->callback == NULL)
         goto out;
     callback = Py_NewRef(self->callback);   /* the callback may replace itself */
     d = event_dict(self, ev);
@@ -271,7 +325,7 @@ interrupt_trampoline(void *userdata)
     PyGILState_STATE gil = PyGILState_Ensure();
     int rc = 0;
 
-    if (!self->dying && PyErr_CheckSignals() < 0) {
+    if (PyErr_CheckSignals() < 0) {
         park_exception(self);
         rc = 1;
     }
@@ -284,7 +338,7 @@ interrupt_trampoline(void *userdata)
 /* ------------------------------------------------------------------------- */
 
 ConnectionObject *
-shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock, shim_lock *lock)
+shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock)
 {
     ConnectionObject *self = PyObject_GC_New(ConnectionObject, &Connection_Type);
 
@@ -293,27 +347,33 @@ shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock, shim_lock
         return NULL;
     }
     self->conn = conn;
-    self->lock = NULL;
+    self->owner = 0;
     self->context = Py_NewRef(context);
     self->sock = Py_XNewRef(sock);
     self->callback = NULL;
     self->parked = NULL;
-    self->peer = NULL;
-    self->dying = 0;
+    self->pair = NULL;
     self->weakreflist = NULL;
-    if (lock != NULL) {
-        lock->refs++;
-    } else {
-        lock = shim_lock_new();
-        if (lock == NULL) {
-            Py_DECREF(self);
-            return NULL;
-        }
-    }
-    self->lock = lock;
     trk_conn_set_interrupt_check(conn, interrupt_trampoline, self);
     PyObject_GC_Track(self);
     return self;
+}
+
+int
+shim_connection_join(ConnectionObject *client, ConnectionObject *server)
+{
+    shim_pair *pair = PyMem_Malloc(sizeof *pair);
+
+    if (pair == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pair->owner = 0;
+    pair->end[0] = client;
+    pair->end[1] = server;
+    pair->refs = 2;
+    client->pair = server->pair = pair;
+    return 0;
 }
 
 static int
@@ -331,11 +391,11 @@ Connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
 static int
 Connection_clear(ConnectionObject *self)
 {
-    if (self->conn != NULL && self->lock != NULL) {
-        lock_acquire(self->lock);
+    if (self->conn != NULL) {
+        lock_acquire(self);
         trk_conn_set_event_callback(self->conn, NULL, NULL);
         trk_conn_close(self->conn);
-        lock_release(self->lock);
+        lock_release(self);
     }
     Py_CLEAR(self->callback);
     Py_CLEAR(self->parked);
@@ -348,30 +408,33 @@ static void
 Connection_dealloc(ConnectionObject *self)
 {
     PyObject_GC_UnTrack(self);
-    self->dying = 1;
+    /* From here on nothing may reach self: a weakref callback's code, or a thread
+     * that waited for the lock, could drive the pair's other end, whose call would
+     * take a reference to its peer or raise our events on an object being freed. */
+    if (self->pair != NULL)
+        self->pair->end[self->pair->end[0] == self ? 0 : 1] = NULL;
+    if (self->conn != NULL) {
+        trk_conn_set_event_callback(self->conn, NULL, NULL);
+        trk_conn_set_interrupt_check(self->conn, NULL, NULL);
+    }
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (self->conn != NULL) {
-        /* Nobody else can be inside a core call on this end or its pair: such a
-         * call holds a reference to both ends. The lock is taken anyway. */
-        if (self->lock != NULL)
-            lock_acquire(self->lock);
-        trk_conn_set_event_callback(self->conn, NULL, NULL);
+        /* No core call is running on this end: it would hold a reference. One on
+         * the other end of a pair may (a thread that waited for the lock and took
+         * it after our last reference went): the lock keeps it out. */
+        lock_acquire(self);
         trk_conn_free(self->conn);          /* the peer end, if any, is disconnected */
         self->conn = NULL;
-        if (self->lock != NULL)
-            lock_release(self->lock);
+        lock_release(self);
     }
-    if (self->peer != NULL) {
-        self->peer->peer = NULL;
-        self->peer = NULL;
-    }
+    if (self->pair != NULL && --self->pair->refs == 0)
+        PyMem_Free(self->pair);
+    self->pair = NULL;
     Py_CLEAR(self->callback);
     Py_CLEAR(self->parked);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->context);                /* after the connection: owner last */
-    shim_lock_decref(self->lock);
-    self->lock = NULL;
     PyObject_GC_Del(self);
 }
 

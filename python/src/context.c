@@ -477,7 +477,7 @@ Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
     Py_END_ALLOW_THREADS
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
-    return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL, NULL);
+    return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL);
 }
 
 static PyObject *
@@ -515,7 +515,7 @@ Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
     st = trk_conn_new_fd(self->ctx, fd, timeout, sni, &conn, &err);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
-    return (PyObject *)shim_connection_new(conn, (PyObject *)self, sock, NULL);
+    return (PyObject *)shim_connection_new(conn, (PyObject *)self, sock);
 }
 
 static PyObject *
@@ -536,7 +536,7 @@ Context_memory(ContextObject *self, PyObject *args, PyObject *kwds)
     st = trk_conn_new_memory(self->ctx, sni, &conn, &err);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
-    return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL, NULL);
+    return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL);
 }
 
 static PyObject *

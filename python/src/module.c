@@ -15,7 +15,6 @@ module_pair(PyObject *module, PyObject *args, PyObject *kwds)
     const char *sni = NULL;
     trk_conn *cconn = NULL, *sconn = NULL;
     ConnectionObject *client, *server;
-    shim_lock *lock;
     trk_error err;
     trk_status st;
 
@@ -29,27 +28,22 @@ module_pair(PyObject *module, PyObject *args, PyObject *kwds)
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
 
-    /* Both ends share one lock: a call on one end moves the other. */
-    lock = shim_lock_new();
-    if (lock == NULL) {
-        trk_conn_free(cconn);
-        trk_conn_free(sconn);
-        return NULL;
-    }
-    client = shim_connection_new(cconn, (PyObject *)cctx, NULL, lock);
+    client = shim_connection_new(cconn, (PyObject *)cctx, NULL);
     if (client == NULL) {
         trk_conn_free(sconn);
-        shim_lock_decref(lock);
         return NULL;
     }
-    server = shim_connection_new(sconn, (PyObject *)sctx, NULL, lock);
-    shim_lock_decref(lock);
+    server = shim_connection_new(sconn, (PyObject *)sctx, NULL);
     if (server == NULL) {
         Py_DECREF(client);
         return NULL;
     }
-    client->peer = server;      /* borrowed both ways */
-    server->peer = client;
+    /* Both ends share one lock: a call on one end moves the other. */
+    if (shim_connection_join(client, server) < 0) {
+        Py_DECREF(client);
+        Py_DECREF(server);
+        return NULL;
+    }
     return Py_BuildValue("(NN)", client, server);
 }
 

@@ -27,36 +27,41 @@
 /* Objects                                                                    */
 /* ------------------------------------------------------------------------- */
 
-/*
- * The lock that serialises the connections the core must see driven by one thread:
- * one connection alone, or both ends of a pair (the core moves the peer end forward
- * from inside a call on the other). `refs` and `owner` change only with the GIL held.
- * `owner` lets a Python event callback, which runs inside a core call on the owning
- * thread, read its connection without deadlocking on the lock.
- */
-typedef struct shim_lock {
-    PyThread_type_lock lock;
-    Py_ssize_t refs;          /* connections sharing this lock */
-    unsigned long owner;      /* thread ident of the holder, 0 when free */
-} shim_lock;
-
 typedef struct {
     PyObject_HEAD
     trk_ctx *ctx;             /* one reference, dropped in dealloc */
 } ContextObject;
 
+/*
+ * A Connection's lock serialises the connections the core must see driven by one
+ * thread: one connection alone, or both ends of a pair (the core moves the peer end
+ * forward from inside a call on the other). It is one word, the thread ident of the
+ * holder (0 when free), changed only with the GIL held (connection.c says how a
+ * thread waits for it). The word lets a Python event callback, which runs inside a
+ * core call on the owning thread, read its connection without deadlocking on the
+ * lock.
+ */
+struct ConnectionObject;
+/* What the two ends of a pair share. */
+typedef struct shim_pair {
+    unsigned long owner;      /* the lock of both ends */
+    struct ConnectionObject *end[2]; /* borrowed: client, server; an end's dealloc
+                                        clears its own (the core handles a freed
+                                        peer, so no strong reference is kept) */
+    int refs;                 /* ends not yet freed */
+} shim_pair;
+
+/* 80 bytes (96 with the GC header): with 10k idle connections every word counts
+ * (bench/PROPOSALS.md, P6). */
 typedef struct ConnectionObject {
     PyObject_HEAD
     trk_conn *conn;           /* owned; closed by close(), freed in dealloc */
-    shim_lock *lock;          /* shared with the peer for a pair */
+    unsigned long owner;      /* the lock, unless the connection is a pair end */
     PyObject *context;        /* strong: the Context it was made from */
     PyObject *sock;           /* strong: the socket given to wrap(), or NULL */
     PyObject *callback;       /* strong: the event callback, or NULL */
     PyObject *parked;         /* an exception the callback raised, not yet re-raised */
-    struct ConnectionObject *peer; /* borrowed: the other end of a pair; cleared by
-                                      the peer's dealloc (the core handles a freed
-                                      peer, so no strong reference is kept) */
-    int dying;                /* set in dealloc: the trampoline must not touch it */
+    shim_pair *pair;          /* a pair end: the lock and the other end; else NULL */
     PyObject *weakreflist;
 } ConnectionObject;
 
@@ -90,12 +95,12 @@ PyObject *shim_raise_state(const char *reason, const char *message);
 /* ------------------------------------------------------------------------- */
 
 /* A new Connection around `conn` (stolen: freed on failure), holding `context`
- * and `sock` (may be NULL). `lock` NULL makes a fresh lock; otherwise it is shared
- * (a pair). NULL with an exception set on failure. */
+ * and `sock` (may be NULL). NULL with an exception set on failure. */
 ConnectionObject *shim_connection_new(trk_conn *conn, PyObject *context,
-                                      PyObject *sock, shim_lock *lock);
-shim_lock *shim_lock_new(void);
-void shim_lock_decref(shim_lock *lock);
+                                      PyObject *sock);
+/* Joins two new Connections as the ends of a pair (one lock, each the other's
+ * peer). -1 with an exception set on failure. */
+int shim_connection_join(ConnectionObject *client, ConnectionObject *server);
 
 /* Converters for PyArg_Parse "O&": a timeout (None -> TRK_TIMEOUT_NONE, a number
  * >= 0 -> seconds) into a double. */

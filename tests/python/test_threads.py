@@ -325,3 +325,36 @@ def test_threads_creating_and_dropping_connections_in_any_order():
     for n in range(8):
         threads.start(worker, n)
     threads.join()
+
+
+def test_one_end_freed_while_another_thread_waits_for_the_other():
+    """The last reference to one end of a pair goes in a thread that just used it,
+    while another thread waits for the pair's lock on the other end: the waiter gets
+    the lock, then finds data or its peer gone (a documented error), and the freed
+    end is never touched again (the sanitizer and valgrind runs would see it)."""
+    for _ in range(30):
+        client, server = tlsrekey.pair()
+        holder = [client]
+        del client
+        inside = threading.Event()
+
+        def owner():
+            c = holder.pop()
+            inside.set()
+            c.write(b"x" * 200000)      # long enough to release the GIL, lock held
+            del c                        # the last reference, lock maybe handed over
+
+        def waiter():
+            inside.wait(TIMEOUT)
+            for _ in range(40):
+                try:
+                    server.read()
+                except (tlsrekey.WantReadError, tlsrekey.SyscallError,
+                        tlsrekey.StateError):
+                    pass
+
+        threads = Threads()
+        threads.start(owner)
+        threads.start(waiter)
+        threads.join()
+        server.close()
