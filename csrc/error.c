@@ -206,15 +206,15 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
     int e = SSL_get_error(conn->ssl, ret);
     trk_error scratch;
 
+    /* SSL_get_error answers SSL_ERROR_SSL or SYSCALL whenever an error is queued
+     * (ssl_lib.c: it peeks first), so after a WANT the queue is known empty. */
     switch (e) {
     case SSL_ERROR_NONE:
         trk__err_clear();
         return TRK_OK;
     case SSL_ERROR_WANT_READ:
-        trk__err_clear();
         return TRK_WANT_READ;
     case SSL_ERROR_WANT_WRITE:
-        trk__err_clear();
         return TRK_WANT_WRITE;
     default:
         break;

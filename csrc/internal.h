@@ -56,6 +56,8 @@ typedef struct trk_hs_track {
     unsigned fin_recv : 1;
     unsigned after_hvr : 1;     /* DTLS: a HelloVerifyRequest went either way; the
                                    next ClientHello continues the same handshake */
+    unsigned control_seen : 1;  /* a handshake message, alert or CCS went either way
+                                   since trk__drive began (see there) */
 } trk_hs_track;
 
 struct trk_conn {
