@@ -625,7 +625,7 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
         }
         if (st == TRK_WANT_READ || st == TRK_WANT_WRITE)
             /* every status but OK fills err: no stale sentence reaches a shim */
-            return trk__fail(err, st, "", "%s: %s", op, trk_status_message(st));
+            return trk__want(err, st, op);
         return st;
     }
 }

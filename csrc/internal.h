@@ -122,6 +122,12 @@ trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
 #endif
     ;
 
+/* trk__fail for TRK_WANT_READ / TRK_WANT_WRITE, the one failure an event loop meets
+ * on nearly every call: "<op>: <the status's message>" put together without printf,
+ * and no look at the error queue, which a WANT leaves empty (SSL_get_error answers
+ * SSL or SYSCALL whenever something is queued). */
+trk_status trk__want(trk_error *err, trk_status status, const char *op);
+
 /* Like trk__fail, but also moves the OpenSSL error queue into err (first library
  * and reason, all lines) and uses OpenSSL's reason when `reason` is NULL. */
 trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reason,
