@@ -137,7 +137,7 @@ trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
             trk_conn_free(c);
             return st;
         }
-    } else if (!SSL_set_fd(c->ssl, fd)) { /* the socket BIO does not close the fd */
+    } else if (!trk__socket_attach(c)) { /* io.c: a socket BIO that reads ahead */
         trk_conn_free(c);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot attach the socket");
     }

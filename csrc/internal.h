@@ -60,6 +60,15 @@ typedef struct trk_hs_track {
                                    since trk__drive began (see there) */
 } trk_hs_track;
 
+/* TRK_T_FD (TLS): the records OpenSSL took from the socket, read ahead (io.c). */
+typedef struct trk_rec_scan {
+    uint64_t complete;        /* whole records taken from the socket so far */
+    uint16_t left;            /* body bytes of the current record still to come */
+    uint8_t hdr;              /* header bytes of the next record seen (0-4) */
+    uint8_t len_hi;           /* its length's high byte */
+    uint8_t on, lost;         /* read-ahead is on; the stream did not parse as TLS */
+} trk_rec_scan;
+
 struct trk_conn {
     SSL *ssl;                 /* NULL once closed */
     trk_ctx *ctx;             /* one reference held */
@@ -68,6 +77,7 @@ struct trk_conn {
     int fd;                   /* TRK_T_FD: the socket, else -1 */
     int owns_fd;              /* opened by trk_conn_new_connect */
     double timeout;           /* TRK_T_FD only */
+    trk_rec_scan scan;        /* TRK_T_FD only */
     BIO *out_bio;             /* TRK_T_MEMORY: what drain() empties */
     BIO *in_bio;              /* TRK_T_MEMORY: what feed() fills */
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
@@ -169,6 +179,10 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
 double trk__now(void);
 
 /* ---- io.c ---- */
+
+/* Attaches a TLS connection to its socket (conn->fd) with read-ahead on; the fd is
+ * never closed by it. 0 on allocation failure (the OpenSSL queue may say more). */
+int trk__socket_attach(trk_conn *conn);
 
 /* One SSL_write_ex of the whole buffer through the transport, with bookkeeping
  * (write_pending, bytes_written). */

@@ -412,7 +412,10 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
  * call for which this is 0 seals or opens at most a small record in memory. */
 int trk_conn_may_block(const trk_conn *conn, size_t len);
 
-/* Decrypted bytes readable without touching the transport. */
+/* Bytes a read returns without touching the transport: decrypted data, and on a
+ * socket 1 when a whole record has arrived that is not decrypted yet (the core reads
+ * sockets ahead; such a record may carry no data, e.g. a KeyUpdate). 0 means nothing
+ * that has arrived waits inside the connection: a caller may poll the socket. */
 size_t trk_conn_pending(const trk_conn *conn);
 
 /* Sends close_notify (once). *complete is set to 1 when the peer's close_notify has

@@ -1316,7 +1316,9 @@ static PyMethodDef Connection_methods[] = {
      "transports: after WantWriteError/WantReadError call again with the same\n"
      "data."},
     {"pending", (PyCFunction)Connection_pending, METH_NOARGS,
-     "pending() -> int\n\nDecrypted bytes readable without touching the transport."},
+     "pending() -> int\n\nBytes read() returns without waiting on the transport: decrypted\n"
+     "data, and on sockets 1 when a whole record has arrived undecrypted (sockets\n"
+     "are read ahead). 0: nothing that has arrived waits here; poll the socket."},
     {"shutdown", (PyCFunction)Connection_shutdown, METH_NOARGS,
      "shutdown() -> bool\n\n"
      "Send close_notify (once). Returns True when the peer's close_notify has also\n"

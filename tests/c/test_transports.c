@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -169,6 +170,131 @@ TEST(test_socket_timeout_and_nonblocking)
     trk_ctx_free(sctx);
 }
 
+/* A socket client and a memory-transport server whose records the test sends by
+ * hand (sv[1]), so that it decides what has arrived and where the bytes end. */
+struct hand_fed {
+    trk_ctx *cctx, *sctx;
+    trk_conn *c, *s;
+    int sv[2];
+};
+
+/* The server's output so far, sent on its socket end; returns the bytes in out. */
+static size_t server_output(struct hand_fed *h, unsigned char *out, size_t cap)
+{
+    size_t n = 0;
+    trk_error e;
+    trk_conn_drain(h->s, out, cap, &n, &e);
+    return n;
+}
+
+static int hand_fed_setup(struct hand_fed *h)
+{
+    trk_error e;
+    unsigned char buf[65536];
+    if (!u_contexts(NULL, &h->cctx, &h->sctx) ||
+        socketpair(AF_UNIX, SOCK_STREAM, 0, h->sv) != 0 ||
+        trk_conn_new_fd(h->cctx, h->sv[0], 0, "localhost", &h->c, &e) != TRK_OK ||
+        trk_conn_new_memory(h->sctx, NULL, &h->s, &e) != TRK_OK)
+        return 0;
+    fcntl(h->sv[0], F_SETFL, fcntl(h->sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(h->sv[1], F_SETFL, fcntl(h->sv[1], F_GETFL) | O_NONBLOCK);
+    for (int i = 0; i < 20; i++) {
+        int done = trk_conn_do_handshake(h->c, &e) == TRK_OK;
+        ssize_t k = read(h->sv[1], buf, sizeof buf);
+        if (k > 0)
+            trk_conn_feed(h->s, buf, (size_t)k, &e);
+        done += trk_conn_do_handshake(h->s, &e) == TRK_OK;
+        size_t n = server_output(h, buf, sizeof buf);
+        if (n > 0 && write(h->sv[1], buf, n) != (ssize_t)n)
+            return 0;
+        if (done == 2)
+            break;
+    }
+    /* the first read takes in the session tickets: nothing else has come */
+    return trk_conn_read(h->c, buf, sizeof buf, &(size_t){0}, &e) == TRK_WANT_READ;
+}
+
+static void hand_fed_free(struct hand_fed *h)
+{
+    trk_conn_free(h->c);
+    trk_conn_free(h->s);
+    close(h->sv[0]);
+    close(h->sv[1]);
+    trk_ctx_free(h->cctx);
+    trk_ctx_free(h->sctx);
+}
+
+/* One record of application data from the server, as bytes on the wire. */
+static size_t record(struct hand_fed *h, const char *data, size_t len, unsigned char *out)
+{
+    size_t n;
+    trk_error e;
+    trk_conn_write(h->s, data, len, &n, &e);
+    return server_output(h, out, 40000);
+}
+
+static int readable(int fd)
+{
+    fd_set r;
+    struct timeval tv = {0, 0};
+    FD_ZERO(&r);
+    FD_SET(fd, &r);
+    return select(fd + 1, &r, NULL, NULL, &tv) == 1;
+}
+
+/* With read-ahead, records that have arrived can wait inside OpenSSL while the
+ * socket shows nothing: pending() counts a whole one, never part of one. */
+TEST(test_pending_counts_whole_records_read_ahead_from_a_socket)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, len;
+    static unsigned char wire[100000], buf[20000];
+    static char big[10000];
+    REQUIRE(hand_fed_setup(&h));
+
+    /* two records in one go: after the first, the second waits inside */
+    len = record(&h, "first", 5, wire);
+    len += record(&h, "second", 6, wire + len);
+    REQUIRE(write(h.sv[1], wire, len) == (ssize_t)len);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
+    CHECK(!readable(h.sv[0]));      /* read ahead: the socket is empty */
+    CHECK(trk_conn_pending(h.c) > 0);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+    CHECK(trk_conn_pending(h.c) == 0);
+
+    /* a whole record and part of the next: only the whole one counts */
+    memset(big, 'b', sizeof big);
+    len = record(&h, "third", 5, wire);
+    size_t second = record(&h, big, sizeof big, wire + len);
+    REQUIRE(write(h.sv[1], wire, len + 100) == (ssize_t)(len + 100));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 5);
+    CHECK(trk_conn_pending(h.c) == 0 && !readable(h.sv[0]));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    CHECK(trk_conn_pending(h.c) == 0);
+    REQUIRE(write(h.sv[1], wire + len + 100, second - 100) == (ssize_t)(second - 100));
+    CHECK(readable(h.sv[0]));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == sizeof big);
+
+    /* data, then a KeyUpdate: the KeyUpdate counts until a read takes it in */
+    len = record(&h, "x", 1, wire);
+    CHECK_STATUS(trk_conn_key_update(h.s, TRK_KEY_UPDATE_NOT_REQUESTED, 1, &e), TRK_OK, &e);
+    len += server_output(&h, wire + len, sizeof wire - len);
+    REQUIRE(write(h.sv[1], wire, len) == (ssize_t)len);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 1 && trk_conn_pending(h.c) == 1);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    CHECK(trk_conn_pending(h.c) == 0);
+    trk_stats st;
+    trk_conn_stats(h.c, &st);
+    CHECK(st.key_updates_received == 1);
+    hand_fed_free(&h);
+}
+
 TEST(test_pair_shutdown_both_ways)
 {
     trk_conn *c, *s;
@@ -262,6 +388,7 @@ int main(void)
     RUN(test_memory_calls_on_other_transports_are_state_errors);
     RUN(test_socket_blocking_with_timeout);
     RUN(test_socket_timeout_and_nonblocking);
+    RUN(test_pending_counts_whole_records_read_ahead_from_a_socket);
     RUN(test_pair_shutdown_both_ways);
     RUN(test_freeing_one_end_of_a_pair);
     RUN(test_close_is_idempotent_and_later_calls_are_state_errors);
