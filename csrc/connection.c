@@ -578,7 +578,7 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             if (conn->transport == TRK_T_MEMORY && ++rounds < PAIR_MAX_ROUNDS &&
                 own_input_waiting(conn, st))
                 continue;
-            if (conn->transport == TRK_T_FD && conn->timeout != 0) {
+            if (conn->transport == TRK_T_FD && conn->timeout != 0 && !conn->sock.nowait) {
                 /* DTLS: the wait also ends when the retransmission timer fires,
                  * which then resends the last flight (DTLSv1_handle_timeout). */
                 double timer, until = deadline;

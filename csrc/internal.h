@@ -60,14 +60,16 @@ typedef struct trk_hs_track {
                                    since trk__drive began (see there) */
 } trk_hs_track;
 
-/* TRK_T_FD (TLS): the records OpenSSL took from the socket, read ahead (io.c). */
-typedef struct trk_rec_scan {
+/* TRK_T_FD (TLS): the socket BIO's state (io.c): the records OpenSSL took from
+ * the socket (read ahead), and whether the call under way may wait on it. */
+typedef struct trk_sock_io {
     uint64_t complete;        /* whole records taken from the socket so far */
     uint16_t left;            /* body bytes of the current record still to come */
     uint8_t hdr;              /* header bytes of the next record seen (0-4) */
     uint8_t len_hi;           /* its length's high byte */
     uint8_t on, lost;         /* read-ahead is on; the stream did not parse as TLS */
-} trk_rec_scan;
+    uint8_t nowait;           /* trk_conn_try_*: never wait on the socket */
+} trk_sock_io;
 
 struct trk_conn {
     SSL *ssl;                 /* NULL once closed */
@@ -77,7 +79,7 @@ struct trk_conn {
     int fd;                   /* TRK_T_FD: the socket, else -1 */
     int owns_fd;              /* opened by trk_conn_new_connect */
     double timeout;           /* TRK_T_FD only */
-    trk_rec_scan scan;        /* TRK_T_FD only */
+    trk_sock_io sock;         /* TRK_T_FD only */
     BIO *out_bio;             /* TRK_T_MEMORY: what drain() empties */
     BIO *in_bio;              /* TRK_T_MEMORY: what feed() fills */
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -260,7 +261,7 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
  * (records_read): a whole record whose header is not parsed yet is waiting, and
  * pending() reports it.
  */
-static void scan_records(trk_rec_scan *s, const unsigned char *p, size_t n)
+static void scan_records(trk_sock_io *s, const unsigned char *p, size_t n)
 {
     while (n > 0 && !s->lost) {
         if (s->left > 0) {
@@ -302,6 +303,17 @@ static void scan_records(trk_rec_scan *s, const unsigned char *p, size_t n)
 static BIO_METHOD *sock_method;
 static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
 
+/* A try call (nowait) on a blocking socket must not wait in the kernel either:
+ * MSG_DONTWAIT, for this call only. Not a socket (a pipe): nothing to try with. */
+static int nowait_io(trk_conn *c, void *buf, int len, int writing)
+{
+    ssize_t r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT)
+                        : recv(c->fd, buf, (size_t)len, MSG_DONTWAIT);
+    if (r < 0 && errno == ENOTSOCK)
+        errno = EAGAIN;
+    return (int)r;
+}
+
 static int sock_read(BIO *b, char *out, int outl)
 {
     trk_conn *c = BIO_get_data(b);
@@ -309,10 +321,10 @@ static int sock_read(BIO *b, char *out, int outl)
     if (out == NULL || outl <= 0)
         return 0;
     errno = 0;
-    int r = (int)read(c->fd, out, (size_t)outl);
+    int r = c->sock.nowait ? nowait_io(c, out, outl, 0) : (int)read(c->fd, out, (size_t)outl);
     if (r > 0) {
-        scan_records(&c->scan, (const unsigned char *)out, (size_t)r);
-        if (c->scan.lost) /* from now on OpenSSL takes one record at a time */
+        scan_records(&c->sock, (const unsigned char *)out, (size_t)r);
+        if (c->sock.lost) /* from now on OpenSSL takes one record at a time */
             SSL_set_read_ahead(c->ssl, 0);
     } else if (BIO_sock_should_retry(r))
         BIO_set_retry_read(b);
@@ -328,7 +340,8 @@ static int sock_write(BIO *b, const char *in, int inl)
     if (in == NULL || inl < 0)
         return -1;
     errno = 0;
-    int r = (int)write(c->fd, in, (size_t)inl);
+    int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1)
+                           : (int)write(c->fd, in, (size_t)inl);
     if (r <= 0 && BIO_sock_should_retry(r))
         BIO_set_retry_write(b);
     return r;
@@ -389,7 +402,7 @@ int trk__socket_attach(trk_conn *conn)
     BIO_set_init(b, 1);
     SSL_set_bio(conn->ssl, b, b);
     SSL_set_read_ahead(conn->ssl, 1);
-    conn->scan.on = 1;
+    conn->sock.on = 1;
     return 1;
 }
 
@@ -400,7 +413,7 @@ int trk__socket_attach(trk_conn *conn)
  * SSL_has_pending alone (a wasted read at worst, never a wait on data at hand). */
 static int record_waiting(const trk_conn *c)
 {
-    const trk_rec_scan *s = &c->scan;
+    const trk_sock_io *s = &c->sock;
     if (!s->on || !SSL_has_pending(c->ssl))
         return 0;
     return s->lost || (s->hdr == 0 && s->left == 0) || s->complete > c->stats.records_read;
@@ -419,10 +432,54 @@ int trk_conn_may_block(const trk_conn *conn, size_t len)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    if (conn->transport == TRK_T_FD || len >= SMALL_IO || busy_with_handshake(conn))
-        return 1;
+    if (len >= SMALL_IO || busy_with_handshake(conn))
+        return TRK_MAY_BLOCK_WORK;
+    if (conn->transport == TRK_T_FD) /* DTLS: its datagram BIO cannot try */
+        return conn->sock.on ? TRK_MAY_BLOCK_SOCKET : TRK_MAY_BLOCK_WORK;
     /* a pair end moves its peer along: the peer's handshake counts too */
-    return conn->peer != NULL && conn->peer->ssl != NULL && busy_with_handshake(conn->peer);
+    return conn->peer != NULL && conn->peer->ssl != NULL && busy_with_handshake(conn->peer)
+               ? TRK_MAY_BLOCK_WORK
+               : 0;
+}
+
+/* The try calls: the same call with the socket BIO and trk__drive told not to wait.
+ * Where nothing can try (DTLS over a socket that may block), nothing is done. */
+static int cannot_try(const trk_conn *c)
+{
+    return c != NULL && c->ssl != NULL && c->transport == TRK_T_FD && !c->sock.on &&
+           c->timeout != 0;
+}
+
+trk_status trk_conn_try_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                             trk_error *err)
+{
+    if (cannot_try(conn)) {
+        *n = 0;
+        trk__err_clear();
+        return trk__want(err, TRK_WANT_READ, "read");
+    }
+    if (conn != NULL)
+        conn->sock.nowait = 1;
+    trk_status st = trk_conn_read(conn, buf, cap, n, err);
+    if (conn != NULL)
+        conn->sock.nowait = 0;
+    return st;
+}
+
+trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                              trk_error *err)
+{
+    if (cannot_try(conn)) {
+        *n = 0;
+        trk__err_clear();
+        return trk__want(err, TRK_WANT_WRITE, "write");
+    }
+    if (conn != NULL)
+        conn->sock.nowait = 1;
+    trk_status st = trk_conn_write(conn, buf, len, n, err);
+    if (conn != NULL)
+        conn->sock.nowait = 0;
+    return st;
 }
 
 size_t trk_conn_pending(const trk_conn *conn)

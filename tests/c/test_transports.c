@@ -295,6 +295,75 @@ TEST(test_pending_counts_whole_records_read_ahead_from_a_socket)
     hand_fed_free(&h);
 }
 
+/* The peer of test_try_write: takes everything from the socket into the memory
+ * server and reads the application data out, until `want` bytes came. */
+struct drainer {
+    struct hand_fed *h;
+    size_t want, got;
+    int intact;
+};
+
+static void *drain_peer(void *p)
+{
+    struct drainer *d = p;
+    static unsigned char wire[65536], data[16384];
+    trk_error e;
+    size_t n;
+    fcntl(d->h->sv[1], F_SETFL, fcntl(d->h->sv[1], F_GETFL) & ~O_NONBLOCK);
+    d->intact = 1;
+    while (d->got < d->want) {
+        ssize_t k = read(d->h->sv[1], wire, sizeof wire);
+        if (k <= 0)
+            break;
+        trk_conn_feed(d->h->s, wire, (size_t)k, &e);
+        while (trk_conn_read(d->h->s, data, sizeof data, &n, &e) == TRK_OK) {
+            for (size_t i = 0; i < n; i++)
+                d->intact &= data[i] == (unsigned char)((d->got + i) % 251);
+            d->got += n;
+        }
+    }
+    return NULL;
+}
+
+/* A try call never waits on the socket, even a blocking one (timeout none): a full
+ * socket makes try_write say WANT_WRITE, and the plain write with the same data then
+ * completes the record OpenSSL kept. try_read with nothing there: WANT_READ. */
+TEST(test_try_calls_never_wait_and_the_plain_call_completes)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, sent = 0;
+    static unsigned char buf[1000];
+    REQUIRE(hand_fed_setup(&h));
+    alarm(60); /* a try call that waits would hang here */
+    CHECK_STATUS(trk_conn_set_timeout(h.c, TRK_TIMEOUT_NONE, &e), TRK_OK, &e);
+    fcntl(h.sv[0], F_SETFL, fcntl(h.sv[0], F_GETFL) & ~O_NONBLOCK); /* blocking */
+    CHECK(trk_conn_may_block(h.c, sizeof buf) == TRK_MAY_BLOCK_SOCKET);
+    CHECK(trk_conn_may_block(h.c, 65536) == TRK_MAY_BLOCK_WORK);
+    CHECK_STATUS(trk_conn_try_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    trk_status st = TRK_OK;
+    for (int i = 0; i < 100000 && st == TRK_OK; i++) {
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (unsigned char)((sent + k) % 251);
+        st = trk_conn_try_write(h.c, buf, sizeof buf, &n, &e);
+        if (st == TRK_OK) {
+            CHECK(n == sizeof buf);
+            sent += n;
+        }
+    }
+    CHECK_STATUS(st, TRK_WANT_WRITE, &e); /* the socket is full */
+    CHECK(trk_conn_timeout(h.c) == TRK_TIMEOUT_NONE);
+    struct drainer d = {.h = &h, .want = sent + sizeof buf};
+    pthread_t t;
+    pthread_create(&t, NULL, drain_peer, &d);
+    CHECK_STATUS(trk_conn_write(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == sizeof buf);
+    pthread_join(t, NULL);
+    CHECK(d.got == sent + sizeof buf && d.intact);
+    alarm(0);
+    hand_fed_free(&h);
+}
+
 TEST(test_pair_shutdown_both_ways)
 {
     trk_conn *c, *s;
@@ -389,6 +458,7 @@ int main(void)
     RUN(test_socket_blocking_with_timeout);
     RUN(test_socket_timeout_and_nonblocking);
     RUN(test_pending_counts_whole_records_read_ahead_from_a_socket);
+    RUN(test_try_calls_never_wait_and_the_plain_call_completes);
     RUN(test_pair_shutdown_both_ways);
     RUN(test_freeing_one_end_of_a_pair);
     RUN(test_close_is_idempotent_and_later_calls_are_state_errors);
