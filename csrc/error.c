@@ -123,6 +123,29 @@ trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
     return status;
 }
 
+/* Appends src to dst (holding *len chars), truncating at cap - 1. */
+static void append(char *dst, size_t cap, size_t *len, const char *src)
+{
+    size_t n = strlen(src);
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(dst + *len, src, n);
+    *len += n;
+    dst[*len] = '\0';
+}
+
+trk_status trk__want(trk_error *err, trk_status status, const char *op)
+{
+    if (err == NULL)
+        return status;
+    size_t len = 0;
+    reset(err, status);
+    append(err->message, sizeof err->message, &len, op);
+    append(err->message, sizeof err->message, &len, ": ");
+    append(err->message, sizeof err->message, &len, status_table[status].message);
+    return status;
+}
+
 trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reason,
                              const char *fmt, ...)
 {
@@ -206,15 +229,15 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
     int e = SSL_get_error(conn->ssl, ret);
     trk_error scratch;
 
+    /* SSL_get_error answers SSL_ERROR_SSL or SYSCALL whenever an error is queued
+     * (ssl_lib.c: it peeks first), so after a WANT the queue is known empty. */
     switch (e) {
     case SSL_ERROR_NONE:
         trk__err_clear();
         return TRK_OK;
     case SSL_ERROR_WANT_READ:
-        trk__err_clear();
         return TRK_WANT_READ;
     case SSL_ERROR_WANT_WRITE:
-        trk__err_clear();
         return TRK_WANT_WRITE;
     default:
         break;

@@ -186,6 +186,8 @@ static void message(int write_p, int version, int content_type, const void *buf,
     trk_conn *c = arg;
     const unsigned char *p = buf;
     (void)version, (void)ssl;
+    if (content_type != SSL3_RT_HEADER && content_type != SSL3_RT_INNER_CONTENT_TYPE)
+        c->hs.control_seen = 1;
     switch (content_type) {
     case SSL3_RT_HEADER:
         if (write_p)

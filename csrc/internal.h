@@ -57,7 +57,20 @@ typedef struct trk_hs_track {
     _Bool fin_recv : 1;
     _Bool after_hvr : 1;     /* DTLS: a HelloVerifyRequest went either way; the
                                 next ClientHello continues the same handshake */
+    _Bool control_seen : 1;  /* a handshake message, alert or CCS went either way
+                                since trk__drive began (see there) */
 } trk_hs_track;
+
+/* TRK_T_FD (TLS): the socket BIO's state (io.c): the records OpenSSL took from
+ * the socket (read ahead), and whether the call under way may wait on it. */
+typedef struct trk_sock_io {
+    uint64_t complete;        /* whole records taken from the socket so far */
+    uint16_t left;            /* body bytes of the current record still to come */
+    uint8_t hdr;              /* header bytes of the next record seen (0-4) */
+    uint8_t len_hi;           /* its length's high byte */
+    uint8_t on, lost;         /* read-ahead is on; the stream did not parse as TLS */
+    uint8_t nowait;           /* trk_conn_try_*: never wait on the socket */
+} trk_sock_io;
 
 /*
  * trk_stats as a connection keeps it, in two parts: the counters every connection
@@ -146,6 +159,7 @@ struct trk_conn {
     _Bool callback_failed : 1; /* an event callback returned nonzero during this call */
     _Bool own_policy : 1;     /* the rekey policy is x->policy, not the default */
 
+    trk_sock_io sock;         /* TRK_T_FD only */
     trk_counters stats;
 
     /* Automatic rekeying (policy.c). The epoch is what we sent under the current
@@ -184,6 +198,12 @@ trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+
+/* trk__fail for TRK_WANT_READ / TRK_WANT_WRITE, the one failure an event loop meets
+ * on nearly every call: "<op>: <the status's message>" put together without printf,
+ * and no look at the error queue, which a WANT leaves empty (SSL_get_error answers
+ * SSL or SYSCALL whenever something is queued). */
+trk_status trk__want(trk_error *err, trk_status status, const char *op);
 
 /* Like trk__fail, but also moves the OpenSSL error queue into err (first library
  * and reason, all lines) and uses OpenSSL's reason when `reason` is NULL. */
@@ -239,6 +259,10 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
 double trk__now(void);
 
 /* ---- io.c ---- */
+
+/* Attaches a TLS connection to its socket (conn->fd) with read-ahead on; the fd is
+ * never closed by it. 0 on allocation failure (the OpenSSL queue may say more). */
+int trk__socket_attach(trk_conn *conn);
 
 /* One SSL_write_ex of the whole buffer through the transport, with bookkeeping
  * (write_pending, bytes_written). */

@@ -4,8 +4,12 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -248,6 +252,177 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     return trk__write_chunk(conn, buf, len, n, err);
 }
 
+/*
+ * Read-ahead on sockets. Without it OpenSSL takes each record from a socket in two
+ * read(2)s, its header and then its body; with it one read(2) takes whatever has
+ * arrived, a 64-byte message or a KeyUpdate and the data behind it (bench/
+ * PROPOSALS.md, P4). But then whole records can wait inside OpenSSL that the socket
+ * no longer shows, and a caller who polls the socket whenever pending() says 0 would
+ * wait for data that is already here. SSL_has_pending cannot tell such a record from
+ * part of one (the rest of which will make the socket readable), so the socket BIO
+ * below follows the record boundaries in the bytes OpenSSL takes from the socket,
+ * and the message callback counts the record headers OpenSSL has parsed
+ * (records_read): a whole record whose header is not parsed yet is waiting, and
+ * pending() reports it.
+ */
+static void scan_records(trk_sock_io *s, const unsigned char *p, size_t n)
+{
+    while (n > 0 && !s->lost) {
+        if (s->left > 0) {
+            size_t k = n < s->left ? n : s->left;
+            s->left = (uint16_t)(s->left - k);
+            p += k;
+            n -= k;
+            s->complete += s->left == 0;
+            continue;
+        }
+        unsigned char byte = *p++;
+        n--;
+        switch (s->hdr++) {
+        case 0: /* a content type, 20-25 (IANA TLS ContentType); anything else is
+                   not TLS records (an SSLv2-format ClientHello): stop following */
+            s->lost = byte < SSL3_RT_CHANGE_CIPHER_SPEC || byte > 25;
+            break;
+        case 3:
+            s->len_hi = byte;
+            break;
+        case 4:
+            s->hdr = 0;
+            s->left = (uint16_t)(s->len_hi << 8 | byte);
+            s->complete += s->left == 0;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/*
+ * The socket BIO: OpenSSL's own (read(2)/write(2) on the fd, the same retry and EOF
+ * rules, never closing the fd) plus the record scan on what it reads. A BIO of our
+ * own rather than a callback on OpenSSL's: OpenSSL calls BIO_ctrl on the socket a
+ * dozen times per record, and a callback runs twice for each (+1.2k instructions
+ * per round trip, measured).
+ */
+static BIO_METHOD *sock_method;
+static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
+
+/* A try call (nowait) on a blocking socket must not wait in the kernel either:
+ * MSG_DONTWAIT, for this call only. Not a socket (a pipe): nothing to try with. */
+static int nowait_io(trk_conn *c, void *buf, int len, int writing)
+{
+    ssize_t r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT)
+                        : recv(c->fd, buf, (size_t)len, MSG_DONTWAIT);
+    if (r < 0 && errno == ENOTSOCK)
+        errno = EAGAIN;
+    return (int)r;
+}
+
+static int sock_read(BIO *b, char *out, int outl)
+{
+    trk_conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (out == NULL || outl <= 0)
+        return 0;
+    errno = 0;
+    int r = c->sock.nowait ? nowait_io(c, out, outl, 0) : (int)read(c->fd, out, (size_t)outl);
+    if (r > 0) {
+        scan_records(&c->sock, (const unsigned char *)out, (size_t)r);
+        if (c->sock.lost) /* from now on OpenSSL takes one record at a time */
+            SSL_set_read_ahead(c->ssl, 0);
+    } else if (BIO_sock_should_retry(r))
+        BIO_set_retry_read(b);
+    else if (r == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* OpenSSL tells EOF from error by it */
+    return r;
+}
+
+static int sock_write(BIO *b, const char *in, int inl)
+{
+    trk_conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (in == NULL || inl < 0)
+        return -1;
+    errno = 0;
+    int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1)
+                           : (int)write(c->fd, in, (size_t)inl);
+    if (r <= 0 && BIO_sock_should_retry(r))
+        BIO_set_retry_write(b);
+    return r;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    trk_conn *c = BIO_get_data(b);
+    (void)num;
+    switch (cmd) {
+    case BIO_C_GET_FD: /* SSL_get_fd */
+        if (ptr != NULL)
+            *(int *)ptr = c->fd;
+        return c->fd;
+    case BIO_CTRL_GET_CLOSE:
+        return BIO_NOCLOSE;
+    case BIO_CTRL_SET_CLOSE:
+    case BIO_CTRL_DUP:
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    default:
+        return 0; /* kTLS and the rest: not offered */
+    }
+}
+
+static void sock_method_init(void)
+{
+    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+    BIO_METHOD *m = BIO_meth_new(type, "tlsrekey socket");
+    if (m == NULL)
+        return;
+    if (!BIO_meth_set_write(m, sock_write) || !BIO_meth_set_read(m, sock_read) ||
+        !BIO_meth_set_ctrl(m, sock_ctrl)) {
+        BIO_meth_free(m);
+        return;
+    }
+    sock_method = m;
+}
+
+#if defined(__GNUC__)
+/* Made once per process, freed with the shared object (as dtls.c's method). */
+__attribute__((destructor)) static void sock_method_free(void)
+{
+    BIO_meth_free(sock_method);
+    sock_method = NULL;
+}
+#endif
+
+int trk__socket_attach(trk_conn *conn)
+{
+    pthread_once(&sock_once, sock_method_init);
+    BIO *b = sock_method != NULL ? BIO_new(sock_method) : NULL;
+    if (b == NULL)
+        return 0;
+    BIO_set_data(b, conn);
+    BIO_set_init(b, 1);
+    SSL_set_bio(conn->ssl, b, b);
+    SSL_set_read_ahead(conn->ssl, 1);
+    conn->sock.on = 1;
+    return 1;
+}
+
+/* A whole record OpenSSL has read ahead and not yet looked at. A record of which
+ * only part is here is not counted: the rest is on its way and the socket will show
+ * it. Should the count ever be off, a stream that ends at a record boundary with
+ * bytes buffered still counts, and a stream that did not parse falls back to
+ * SSL_has_pending alone (a wasted read at worst, never a wait on data at hand). */
+static int record_waiting(const trk_conn *c)
+{
+    const trk_sock_io *s = &c->sock;
+    if (!s->on || !SSL_has_pending(c->ssl))
+        return 0;
+    return s->lost || (s->hdr == 0 && s->left == 0) || s->complete > c->stats.records_read;
+}
+
 /* Below this, one record's crypto costs less than a GIL round trip (bench/). */
 #define SMALL_IO 4096
 
@@ -261,18 +436,64 @@ int trk_conn_may_block(const trk_conn *conn, size_t len)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    if (conn->transport == TRK_T_FD || len >= SMALL_IO || busy_with_handshake(conn))
-        return 1;
+    if (len >= SMALL_IO || busy_with_handshake(conn))
+        return TRK_MAY_BLOCK_WORK;
+    if (conn->transport == TRK_T_FD) /* DTLS: its datagram BIO cannot try */
+        return conn->sock.on ? TRK_MAY_BLOCK_SOCKET : TRK_MAY_BLOCK_WORK;
     /* a pair end moves its peer along: the peer's handshake counts too */
     const trk_conn *peer = trk__peer(conn);
-    return peer != NULL && peer->ssl != NULL && busy_with_handshake(peer);
+    return peer != NULL && peer->ssl != NULL && busy_with_handshake(peer)
+               ? TRK_MAY_BLOCK_WORK
+               : 0;
+}
+
+/* The try calls: the same call with the socket BIO and trk__drive told not to wait.
+ * Where nothing can try (DTLS over a socket that may block), nothing is done. */
+static int cannot_try(const trk_conn *c)
+{
+    return c != NULL && c->ssl != NULL && c->transport == TRK_T_FD && !c->sock.on &&
+           trk_conn_timeout(c) != 0;
+}
+
+trk_status trk_conn_try_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                             trk_error *err)
+{
+    if (cannot_try(conn)) {
+        *n = 0;
+        trk__err_clear();
+        return trk__want(err, TRK_WANT_READ, "read");
+    }
+    if (conn != NULL)
+        conn->sock.nowait = 1;
+    trk_status st = trk_conn_read(conn, buf, cap, n, err);
+    if (conn != NULL)
+        conn->sock.nowait = 0;
+    return st;
+}
+
+trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                              trk_error *err)
+{
+    if (cannot_try(conn)) {
+        *n = 0;
+        trk__err_clear();
+        return trk__want(err, TRK_WANT_WRITE, "write");
+    }
+    if (conn != NULL)
+        conn->sock.nowait = 1;
+    trk_status st = trk_conn_write(conn, buf, len, n, err);
+    if (conn != NULL)
+        conn->sock.nowait = 0;
+    return st;
 }
 
 size_t trk_conn_pending(const trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)
         return 0;
-    return trk__stashed(conn) + (size_t)SSL_pending(conn->ssl);
+    size_t n = trk__stashed(conn) + (size_t)SSL_pending(conn->ssl);
+    /* a whole record read ahead and not yet decrypted: at least a byte, most likely */
+    return n > 0 ? n : (size_t)record_waiting(conn);
 }
 
 trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)

@@ -240,6 +240,19 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
     uint64_t rec_limit = record_limit(conn);
     int tls12_server_waiting = 0;
     const trk_rekey_policy *pol = trk__policy(conn);
+    /* Only the AEAD limit, far away (the usual case: 2^24 records): the write goes
+     * out whole, as without a policy, and only the counts are kept. */
+    if (!has_thresholds(pol) &&
+        conn->epoch_records + len / RECORD_PLAINTEXT + 2 < rec_limit) {
+        trk_status st = trk__write_chunk(conn, buf, len, n, err);
+        if (st != TRK_OK) {
+            *n = 0; /* as below */
+            return st;
+        }
+        conn->epoch_bytes += *n;
+        conn->epoch_records += (*n + RECORD_PLAINTEXT - 1) / RECORD_PLAINTEXT;
+        return TRK_OK;
+    }
     if (!is_tls13(conn) && has_thresholds(pol) && !pol->use_renegotiation)
         return tls12_refusal(conn, err);
     do {

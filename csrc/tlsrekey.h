@@ -406,13 +406,30 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
 trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
                           trk_error *err);
 
-/* Whether a read or write of `len` bytes may take long: wait on a socket, run (or
- * move the other end of a pair through) a handshake or key update, or seal or open
- * much data. A shim holding an interpreter lock releases it around such calls; a
- * call for which this is 0 seals or opens at most a small record in memory. */
+/* Whether a read or write of `len` bytes may take long. 0: no, it seals or opens at
+ * most a small record in memory. TRK_MAY_BLOCK_SOCKET: only by waiting on its
+ * socket, which trk_conn_try_read/trk_conn_try_write never do. TRK_MAY_BLOCK_WORK:
+ * it may run (or move the other end of a pair through) a handshake or key update, or
+ * seal or open much data. A shim holding an interpreter lock releases it around
+ * such calls, and may first try a TRK_MAY_BLOCK_SOCKET one with the lock kept. */
+#define TRK_MAY_BLOCK_SOCKET 1
+#define TRK_MAY_BLOCK_WORK 2
 int trk_conn_may_block(const trk_conn *conn, size_t len);
 
-/* Decrypted bytes readable without touching the transport. */
+/* trk_conn_read / trk_conn_write that never wait on a socket, whatever the timeout:
+ * where those would wait they return TRK_WANT_READ / TRK_WANT_WRITE (a write's record
+ * stays with OpenSSL: the plain call with the same data then completes it). They may
+ * also say WANT where the plain call would not have to wait, having done nothing
+ * (DTLS over a socket). On other transports they are the plain calls. */
+trk_status trk_conn_try_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                             trk_error *err);
+trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                              trk_error *err);
+
+/* Bytes a read returns without touching the transport: decrypted data, and on a
+ * socket 1 when a whole record has arrived that is not decrypted yet (the core reads
+ * sockets ahead; such a record may carry no data, e.g. a KeyUpdate). 0 means nothing
+ * that has arrived waits inside the connection: a caller may poll the socket. */
 size_t trk_conn_pending(const trk_conn *conn);
 
 /* Sends close_notify (once). *complete is set to 1 when the peer's close_notify has

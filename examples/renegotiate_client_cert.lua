@@ -37,7 +37,8 @@ local function renegotiate_for_certificate(conn, sock)
   conn:settimeout(0)
   local early = {}
   while conn:renegotiate_pending() do
-    local r = socket.select({ sock }, nil, TIMEOUT)
+    -- records read ahead wait inside the connection: ask pending() first
+    local r = conn:pending() > 0 and { sock } or socket.select({ sock }, nil, TIMEOUT)
     assert(#r > 0, "the client did not renegotiate")
     local data = conn:read()          -- nil, "want_read" until something complete
     if data then early[#early + 1] = data end

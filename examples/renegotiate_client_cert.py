@@ -35,7 +35,8 @@ def renegotiate_for_certificate(conn: tlsrekey.Connection, sock: socket.socket) 
     early = b""
     try:
         while conn.renegotiate_pending():
-            if not select.select([sock], [], [], TIMEOUT)[0]:
+            # records read ahead wait inside the connection: ask pending() first
+            if conn.pending() == 0 and not select.select([sock], [], [], TIMEOUT)[0]:
                 raise TimeoutError("the client did not renegotiate")
             try:
                 early += conn.read()

@@ -486,13 +486,57 @@ get_size(ConnectionObject *self, conn_size fn)
 
 /*
  * Sealing or opening one small record in memory costs less than giving up and
- * retaking the GIL; the core says when a call can do more (wait on a socket, run a
- * handshake, bulk crypto), and only those release it (bench/PROPOSALS.md, P2).
+ * retaking the GIL; the core says when a call can do more (run a handshake, bulk
+ * crypto, wait on a socket), and only those release it (bench/PROPOSALS.md, P2).
+ * A small call that could only wait on its socket first goes without waiting, the
+ * GIL kept: a write, since a socket nearly always takes a small record at once; a
+ * read only when the socket is non-blocking anyway (a blocking read usually waits).
+ * Only if the write would have waited (and the socket is not non-blocking) does it
+ * run again, the GIL released: OpenSSL keeps what it took, the same data completes
+ * it.
  */
-static int
-keeps_gil(ConnectionObject *self, Py_ssize_t len)
+static trk_status
+read_io(ConnectionObject *self, void *buf, size_t cap, size_t *got, trk_error *err)
 {
-    return !trk_conn_may_block(self->conn, (size_t)len);
+    trk_conn *conn = self->conn;
+    int mb = trk_conn_may_block(conn, cap);
+    trk_status st = TRK_WANT_READ;
+
+    if (mb == 0)
+        return trk_conn_read(conn, buf, cap, got, err);
+    if (mb == TRK_MAY_BLOCK_SOCKET && trk_conn_timeout(conn) == 0)
+        return trk_conn_try_read(conn, buf, cap, got, err);
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_read(conn, buf, cap, got, err);
+    Py_END_ALLOW_THREADS
+    return st;
+}
+
+static trk_status
+write_io(ConnectionObject *self, const char *buf, size_t len, size_t *written,
+         trk_error *err)
+{
+    trk_conn *conn = self->conn;
+    int mb = trk_conn_may_block(conn, len);
+    trk_status st;
+    size_t more = 0;
+
+    *written = 0;
+    if (mb == 0)
+        return trk_conn_write(conn, buf, len, written, err);
+    if (mb == TRK_MAY_BLOCK_SOCKET) {
+        st = trk_conn_try_write(conn, buf, len, written, err);
+        /* a rekey policy may have split the data: the rest is a write of its own */
+        if (trk_conn_timeout(conn) == 0 ||
+            !((st == TRK_OK && *written < len) || st == TRK_WANT_READ ||
+              st == TRK_WANT_WRITE))
+            return st;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = trk_conn_write(conn, buf + *written, len - *written, &more, err);
+    Py_END_ALLOW_THREADS
+    *written += more;
+    return st;
 }
 
 static PyObject *
@@ -535,13 +579,7 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
         Py_DECREF(buf);
         return NULL;
     }
-    if (keeps_gil(self, cap)) {
-        st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        st = trk_conn_read(self->conn, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
-        Py_END_ALLOW_THREADS
-    }
+    st = read_io(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
     if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
         st = TRK_OK;
         got = 0;
@@ -627,13 +665,7 @@ Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t n
     }
     if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         goto fail;
-    if (keeps_gil(self, cap)) {
-        st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        st = trk_conn_read(self->conn, view.buf, (size_t)cap, &got, &err);
-        Py_END_ALLOW_THREADS
-    }
+    st = read_io(self, view.buf, (size_t)cap, &got, &err);
     if (st == TRK_CLOSED) {
         st = TRK_OK;
         got = 0;
@@ -667,13 +699,7 @@ Connection_write(ConnectionObject *self, PyObject *data)
         return NULL;
     }
     /* len 0 still calls the core: it sends what is owed (a key update reply). */
-    if (keeps_gil(self, view.len)) {
-        st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        st = trk_conn_write(self->conn, view.buf, (size_t)view.len, &written, &err);
-        Py_END_ALLOW_THREADS
-    }
+    st = write_io(self, view.buf, (size_t)view.len, &written, &err);
     PyBuffer_Release(&view);
     if (conn_finish(self, entered, st, &err, NULL) < 0)
         return NULL;
@@ -1380,7 +1406,9 @@ static PyMethodDef Connection_methods[] = {
      "transports: after WantWriteError/WantReadError call again with the same\n"
      "data."},
     {"pending", (PyCFunction)Connection_pending, METH_NOARGS,
-     "pending() -> int\n\nDecrypted bytes readable without touching the transport."},
+     "pending() -> int\n\nBytes read() returns without waiting on the transport: decrypted\n"
+     "data, and on sockets 1 when a whole record has arrived undecrypted (sockets\n"
+     "are read ahead). 0: nothing that has arrived waits here; poll the socket."},
     {"shutdown", (PyCFunction)Connection_shutdown, METH_NOARGS,
      "shutdown() -> bool\n\n"
      "Send close_notify (once). Returns True when the peer's close_notify has also\n"

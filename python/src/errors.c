@@ -14,6 +14,15 @@
 static PyObject *Error_class;                         /* tlsrekey.Error */
 static PyObject *status_class[TRK_STATUS_COUNT];      /* strong; NULL: none */
 
+/* The attribute names shim_raise sets, interned once: PyObject_SetAttrString
+ * interns its name on every call, which cost more than the rest of a raise. */
+enum { A_STATUS, A_REASON, A_LIBRARY, A_SSL_ERROR, A_ERRNO, A_ERRORS, A_VERIFY_CODE,
+       A_VERIFY_MESSAGE, A_COUNT };
+static const char *const attr_names[A_COUNT] = {
+    "status", "reason", "library", "ssl_error", "errno", "errors", "verify_code",
+    "verify_message"};
+static PyObject *attr[A_COUNT];
+
 static const struct exc_spec {
     const char *status;     /* trk_status_name() of the status it stands for */
     const char *name;       /* the class name in tlsrekey */
@@ -121,6 +130,9 @@ shim_errors_init(PyObject *module)
     int s;
     size_t i;
 
+    for (i = 0; i < A_COUNT; i++)
+        if ((attr[i] = PyUnicode_InternFromString(attr_names[i])) == NULL)
+            return -1;
     Error_class = new_class(
         module, "Error",
         "Base class of every tlsrekey failure (a subclass of OSError).\n\n"
@@ -203,11 +215,31 @@ text_or_none(const char *s)
     return text(s);
 }
 
+/* Sets exc.<attr[which]> to value (stolen); -1 with an exception set. */
+static int
+set_new(PyObject *exc, int which, PyObject *value)
+{
+    int rc;
+
+    if (value == NULL)
+        return -1;
+    rc = PyObject_SetAttr(exc, attr[which], value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/*
+ * The instance carries only what differs from its class's defaults (set_defaults:
+ * status per class, reason/library None, ssl_error 0, verify_code 0, verify_message
+ * None), plus its own `errors` list. A WantReadError, raised on nearly every call of
+ * an event loop, thus costs one exception object and one list (bench/PROPOSALS.md,
+ * P8).
+ */
 PyObject *
 shim_raise(trk_status status, const trk_error *err, const char *argname)
 {
     const char *message = trk_status_message(status);
-    PyObject *cls, *arg, *exc, *errors = NULL;
+    PyObject *cls, *arg, *exc, *errors;
     int i;
 
     if (err != NULL && err->message[0] != '\0')
@@ -242,41 +274,38 @@ shim_raise(trk_status status, const trk_error *err, const char *argname)
     if (exc == NULL)
         return NULL;
 
-    if (set_attr(exc, "status", text_or_none(trk_status_name(status))) < 0)
+    /* a status without a class of its own is raised as Error, whose status is None */
+    if (cls == Error_class && set_new(exc, A_STATUS, text_or_none(trk_status_name(status))) < 0)
         goto fail;
     if (err != NULL) {
-        if (set_attr(exc, "reason", text_or_none(err->reason)) < 0 ||
-            set_attr(exc, "library", text_or_none(err->library)) < 0 ||
-            set_attr(exc, "ssl_error", PyLong_FromLong(err->ssl_error)) < 0)
-            goto fail;
-        if (err->sys_errno != 0 &&
-            set_attr(exc, "errno", PyLong_FromLong(err->sys_errno)) < 0)
-            goto fail;
-        errors = PyList_New(0);
-        if (errors == NULL)
-            goto fail;
-        for (i = 0; i < err->nqueue && i < TRK_ERROR_QUEUE_MAX; i++) {
-            PyObject *line = text(err->queue[i]);
-            if (line == NULL || PyList_Append(errors, line) < 0) {
-                Py_XDECREF(line);
-                goto fail;
-            }
-            Py_DECREF(line);
-        }
-        if (PyObject_SetAttrString(exc, "errors", errors) < 0)
+        if ((err->reason[0] != '\0' && set_new(exc, A_REASON, text(err->reason)) < 0) ||
+            (err->library[0] != '\0' && set_new(exc, A_LIBRARY, text(err->library)) < 0) ||
+            (err->ssl_error != 0 &&
+             set_new(exc, A_SSL_ERROR, PyLong_FromLong(err->ssl_error)) < 0) ||
+            (err->sys_errno != 0 && set_new(exc, A_ERRNO, PyLong_FromLong(err->sys_errno)) < 0))
             goto fail;
         if (status == TRK_VERIFY &&
-            (set_attr(exc, "verify_code", PyLong_FromLong(err->verify_code)) < 0 ||
-             set_attr(exc, "verify_message", text(message)) < 0))
-            goto fail;
-    } else {
-        if (set_attr(exc, "errors", PyList_New(0)) < 0)
+            (set_new(exc, A_VERIFY_CODE, PyLong_FromLong(err->verify_code)) < 0 ||
+             set_new(exc, A_VERIFY_MESSAGE, text(message)) < 0))
             goto fail;
     }
+    errors = PyList_New(0);
+    if (errors == NULL)
+        goto fail;
+    for (i = 0; err != NULL && i < err->nqueue && i < TRK_ERROR_QUEUE_MAX; i++) {
+        PyObject *line = text(err->queue[i]);
+        if (line == NULL || PyList_Append(errors, line) < 0) {
+            Py_XDECREF(line);
+            Py_DECREF(errors);
+            goto fail;
+        }
+        Py_DECREF(line);
+    }
+    if (set_new(exc, A_ERRORS, errors) < 0)
+        goto fail;
     PyErr_SetObject(cls, exc);
 
 fail:
-    Py_XDECREF(errors);
     Py_DECREF(exc);
     return NULL;
 }

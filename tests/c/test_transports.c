@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -169,6 +170,200 @@ TEST(test_socket_timeout_and_nonblocking)
     trk_ctx_free(sctx);
 }
 
+/* A socket client and a memory-transport server whose records the test sends by
+ * hand (sv[1]), so that it decides what has arrived and where the bytes end. */
+struct hand_fed {
+    trk_ctx *cctx, *sctx;
+    trk_conn *c, *s;
+    int sv[2];
+};
+
+/* The server's output so far, sent on its socket end; returns the bytes in out. */
+static size_t server_output(struct hand_fed *h, unsigned char *out, size_t cap)
+{
+    size_t n = 0;
+    trk_error e;
+    trk_conn_drain(h->s, out, cap, &n, &e);
+    return n;
+}
+
+static int hand_fed_setup(struct hand_fed *h)
+{
+    trk_error e;
+    unsigned char buf[65536];
+    if (!u_contexts(NULL, &h->cctx, &h->sctx) ||
+        socketpair(AF_UNIX, SOCK_STREAM, 0, h->sv) != 0 ||
+        trk_conn_new_fd(h->cctx, h->sv[0], 0, "localhost", &h->c, &e) != TRK_OK ||
+        trk_conn_new_memory(h->sctx, NULL, &h->s, &e) != TRK_OK)
+        return 0;
+    fcntl(h->sv[0], F_SETFL, fcntl(h->sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(h->sv[1], F_SETFL, fcntl(h->sv[1], F_GETFL) | O_NONBLOCK);
+    for (int i = 0; i < 20; i++) {
+        int done = trk_conn_do_handshake(h->c, &e) == TRK_OK;
+        ssize_t k = read(h->sv[1], buf, sizeof buf);
+        if (k > 0)
+            trk_conn_feed(h->s, buf, (size_t)k, &e);
+        done += trk_conn_do_handshake(h->s, &e) == TRK_OK;
+        size_t n = server_output(h, buf, sizeof buf);
+        if (n > 0 && write(h->sv[1], buf, n) != (ssize_t)n)
+            return 0;
+        if (done == 2)
+            break;
+    }
+    /* the first read takes in the session tickets: nothing else has come */
+    return trk_conn_read(h->c, buf, sizeof buf, &(size_t){0}, &e) == TRK_WANT_READ;
+}
+
+static void hand_fed_free(struct hand_fed *h)
+{
+    trk_conn_free(h->c);
+    trk_conn_free(h->s);
+    close(h->sv[0]);
+    close(h->sv[1]);
+    trk_ctx_free(h->cctx);
+    trk_ctx_free(h->sctx);
+}
+
+/* One record of application data from the server, as bytes on the wire. */
+static size_t record(struct hand_fed *h, const char *data, size_t len, unsigned char *out)
+{
+    size_t n;
+    trk_error e;
+    trk_conn_write(h->s, data, len, &n, &e);
+    return server_output(h, out, 40000);
+}
+
+static int readable(int fd)
+{
+    fd_set r;
+    struct timeval tv = {0, 0};
+    FD_ZERO(&r);
+    FD_SET(fd, &r);
+    return select(fd + 1, &r, NULL, NULL, &tv) == 1;
+}
+
+/* With read-ahead, records that have arrived can wait inside OpenSSL while the
+ * socket shows nothing: pending() counts a whole one, never part of one. */
+TEST(test_pending_counts_whole_records_read_ahead_from_a_socket)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, len;
+    static unsigned char wire[100000], buf[20000];
+    static char big[10000];
+    REQUIRE(hand_fed_setup(&h));
+
+    /* two records in one go: after the first, the second waits inside */
+    len = record(&h, "first", 5, wire);
+    len += record(&h, "second", 6, wire + len);
+    REQUIRE(write(h.sv[1], wire, len) == (ssize_t)len);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 5 && memcmp(buf, "first", 5) == 0);
+    CHECK(!readable(h.sv[0]));      /* read ahead: the socket is empty */
+    CHECK(trk_conn_pending(h.c) > 0);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+    CHECK(trk_conn_pending(h.c) == 0);
+
+    /* a whole record and part of the next: only the whole one counts */
+    memset(big, 'b', sizeof big);
+    len = record(&h, "third", 5, wire);
+    size_t second = record(&h, big, sizeof big, wire + len);
+    REQUIRE(write(h.sv[1], wire, len + 100) == (ssize_t)(len + 100));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 5);
+    CHECK(trk_conn_pending(h.c) == 0 && !readable(h.sv[0]));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    CHECK(trk_conn_pending(h.c) == 0);
+    REQUIRE(write(h.sv[1], wire + len + 100, second - 100) == (ssize_t)(second - 100));
+    CHECK(readable(h.sv[0]));
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == sizeof big);
+
+    /* data, then a KeyUpdate: the KeyUpdate counts until a read takes it in */
+    len = record(&h, "x", 1, wire);
+    CHECK_STATUS(trk_conn_key_update(h.s, TRK_KEY_UPDATE_NOT_REQUESTED, 1, &e), TRK_OK, &e);
+    len += server_output(&h, wire + len, sizeof wire - len);
+    REQUIRE(write(h.sv[1], wire, len) == (ssize_t)len);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 1 && trk_conn_pending(h.c) == 1);
+    CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    CHECK(trk_conn_pending(h.c) == 0);
+    trk_stats st;
+    trk_conn_stats(h.c, &st);
+    CHECK(st.key_updates_received == 1);
+    hand_fed_free(&h);
+}
+
+/* The peer of test_try_write: takes everything from the socket into the memory
+ * server and reads the application data out, until `want` bytes came. */
+struct drainer {
+    struct hand_fed *h;
+    size_t want, got;
+    int intact;
+};
+
+static void *drain_peer(void *p)
+{
+    struct drainer *d = p;
+    static unsigned char wire[65536], data[16384];
+    trk_error e;
+    size_t n;
+    fcntl(d->h->sv[1], F_SETFL, fcntl(d->h->sv[1], F_GETFL) & ~O_NONBLOCK);
+    d->intact = 1;
+    while (d->got < d->want) {
+        ssize_t k = read(d->h->sv[1], wire, sizeof wire);
+        if (k <= 0)
+            break;
+        trk_conn_feed(d->h->s, wire, (size_t)k, &e);
+        while (trk_conn_read(d->h->s, data, sizeof data, &n, &e) == TRK_OK) {
+            for (size_t i = 0; i < n; i++)
+                d->intact &= data[i] == (unsigned char)((d->got + i) % 251);
+            d->got += n;
+        }
+    }
+    return NULL;
+}
+
+/* A try call never waits on the socket, even a blocking one (timeout none): a full
+ * socket makes try_write say WANT_WRITE, and the plain write with the same data then
+ * completes the record OpenSSL kept. try_read with nothing there: WANT_READ. */
+TEST(test_try_calls_never_wait_and_the_plain_call_completes)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, sent = 0;
+    static unsigned char buf[1000];
+    REQUIRE(hand_fed_setup(&h));
+    alarm(60); /* a try call that waits would hang here */
+    CHECK_STATUS(trk_conn_set_timeout(h.c, TRK_TIMEOUT_NONE, &e), TRK_OK, &e);
+    fcntl(h.sv[0], F_SETFL, fcntl(h.sv[0], F_GETFL) & ~O_NONBLOCK); /* blocking */
+    CHECK(trk_conn_may_block(h.c, sizeof buf) == TRK_MAY_BLOCK_SOCKET);
+    CHECK(trk_conn_may_block(h.c, 65536) == TRK_MAY_BLOCK_WORK);
+    CHECK_STATUS(trk_conn_try_read(h.c, buf, sizeof buf, &n, &e), TRK_WANT_READ, &e);
+    trk_status st = TRK_OK;
+    for (int i = 0; i < 100000 && st == TRK_OK; i++) {
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (unsigned char)((sent + k) % 251);
+        st = trk_conn_try_write(h.c, buf, sizeof buf, &n, &e);
+        if (st == TRK_OK) {
+            CHECK(n == sizeof buf);
+            sent += n;
+        }
+    }
+    CHECK_STATUS(st, TRK_WANT_WRITE, &e); /* the socket is full */
+    CHECK(trk_conn_timeout(h.c) == TRK_TIMEOUT_NONE);
+    struct drainer d = {.h = &h, .want = sent + sizeof buf};
+    pthread_t t;
+    pthread_create(&t, NULL, drain_peer, &d);
+    CHECK_STATUS(trk_conn_write(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == sizeof buf);
+    pthread_join(t, NULL);
+    CHECK(d.got == sent + sizeof buf && d.intact);
+    alarm(0);
+    hand_fed_free(&h);
+}
+
 TEST(test_pair_shutdown_both_ways)
 {
     trk_conn *c, *s;
@@ -262,6 +457,8 @@ int main(void)
     RUN(test_memory_calls_on_other_transports_are_state_errors);
     RUN(test_socket_blocking_with_timeout);
     RUN(test_socket_timeout_and_nonblocking);
+    RUN(test_pending_counts_whole_records_read_ahead_from_a_socket);
+    RUN(test_try_calls_never_wait_and_the_plain_call_completes);
     RUN(test_pair_shutdown_both_ways);
     RUN(test_freeing_one_end_of_a_pair);
     RUN(test_close_is_idempotent_and_later_calls_are_state_errors);

@@ -335,3 +335,155 @@ describe("I/O", function()
     assert.same({ nil, "want_read" }, { c:read() })
   end)
 end)
+
+-- Read-ahead: pending() on sockets. The core reads ahead on sockets, so records that
+-- have arrived can wait inside the connection while the socket shows nothing; a
+-- caller who polls the socket whenever pending() is 0 must never wait for data that
+-- is already here. A socket client whose peer is a memory-transport server: the test
+-- sends the server's records itself, whole or in pieces (TCP loopback; a wait on the
+-- socket is bounded, so that data still in flight is not taken for a failure).
+describe("read-ahead and pending() over a TCP socket", function()
+  after_each(H.cleanup)
+
+  local function readable(sock, timeout)
+    local r = socket.select({ sock }, nil, timeout or 0)
+    return #r > 0
+  end
+
+  local function hand_fed()
+    local cctx, sctx, hostname = tlsrekey.pair_contexts()
+    local csock, ssock = H.tcp_pair()
+    local h = { csock = csock, ssock = ssock, server = sctx:memory(),
+                client = cctx:wrap(csock, { server_hostname = hostname, timeout = 0 }) }
+    H.defer(function() h.client:close(); h.server:close() end)
+    function h.send(data) assert(ssock:send(data) == #data) end
+    function h.record(data)
+      assert(h.server:write(data) == #data)
+      return h.server:drain()
+    end
+    function h.key_update_record()
+      h.server:key_update("not_requested", true)
+      return h.server:drain()
+    end
+    ssock:settimeout(0)
+    local deadline = socket.gettime() + 10
+    repeat
+      local cdone = pcall(h.client.do_handshake, h.client)
+      local data, _, partial = ssock:receive(65536)
+      data = data or partial
+      if data and #data > 0 then h.server:feed(data) end
+      local sdone = pcall(h.server.do_handshake, h.server)
+      local out = h.server:drain()
+      if #out > 0 then h.send(out) end
+      assert(socket.gettime() < deadline, "the handshake did not finish")
+    until cdone and sdone
+    assert(readable(csock, 5))
+    assert.same({ nil, "want_read" }, { h.client:read() }) -- the session tickets
+    ssock:settimeout(5)
+    return h
+  end
+
+  for _, modes in ipairs { { nil, nil }, { nil, 0 }, { 0, nil }, { 0, 0 }, { 10, 0 }, { 0, 10 } } do
+    local first, after = modes[1], modes[2]
+    it(("pending_counts_a_record_read_ahead_behind_another (%s, then %s)"):format(
+         tostring(first), tostring(after)), function()
+      local h = hand_fed()
+      h.client:settimeout(first)
+      h.send(h.record("first") .. h.record("second"))
+      assert(readable(h.csock, 5))
+      assert.equal("first", h.client:read())
+      assert.is_false(readable(h.csock)) -- both records were taken from the socket
+      assert.is_true(h.client:pending() > 0)
+      h.client:settimeout(after)
+      assert.equal("second", h.client:read())
+      assert.equal(0, h.client:pending())
+    end)
+  end
+
+  it("pending_does_not_count_part_of_a_record", function()
+    local h = hand_fed()
+    local whole, big = h.record("third"), h.record(("b"):rep(10000))
+    h.send(whole .. big:sub(1, 100))
+    assert(readable(h.csock, 5))
+    assert.equal("third", h.client:read())
+    assert.equal(0, h.client:pending()) -- the rest is on its way: the socket shows it
+    assert.same({ nil, "want_read" }, { h.client:read() })
+    assert.equal(0, h.client:pending())
+    h.send(big:sub(101))
+    assert.is_true(readable(h.csock, 5))
+    local got = {}
+    for _ = 1, 100 do
+      local d = h.client:read(20000)
+      if d then got[#got + 1] = d end
+      if #table.concat(got) == 10000 then break end
+      readable(h.csock, 1)
+    end
+    assert.equal(("b"):rep(10000), table.concat(got))
+  end)
+
+  it("pending_counts_a_key_update_until_a_read_takes_it_in", function()
+    local h = hand_fed()
+    h.send(h.record("x") .. h.key_update_record())
+    assert(readable(h.csock, 5))
+    assert.equal("x", h.client:read())
+    assert.equal(1, h.client:pending()) -- a whole record: it may carry no data
+    assert.same({ nil, "want_read" }, { h.client:read() })
+    assert.equal(0, h.client:pending())
+    assert.equal(1, h.client:stats().key_updates_received)
+  end)
+
+  for seed = 1, 4 do
+    it("a_caller_who_polls_when_pending_is_zero_never_misses_data (seed " .. seed .. ")",
+       function()
+      local h = hand_fed()
+      math.randomseed(seed)
+      local stream, ends = {}, {} -- ends: { offset where a record ends, its data }
+      local len = 0
+      local function add(bytes, data)
+        stream[#stream + 1] = bytes
+        len = len + #bytes
+        ends[#ends + 1] = { len, data }
+      end
+      for i = 1, 40 do
+        if math.random() < 0.15 then add(h.key_update_record(), "") end
+        local sizes = { 1, 64, math.random(1, 3000), math.random(1, 16384) }
+        local data = string.char(64 + i % 26):rep(sizes[math.random(#sizes)])
+        add(h.record(data), data)
+      end
+      stream = table.concat(stream)
+      local sent, got = 0, {}
+      local function received() return table.concat(got) end
+      while sent < #stream do
+        local pieces = { 1, 5, 37, 600, 5000, 20000 }
+        local piece = pieces[math.random(#pieces)]
+        h.send(stream:sub(sent + 1, sent + piece))
+        sent = math.min(#stream, sent + piece)
+        local parts = {}
+        for _, e in ipairs(ends) do
+          if e[1] <= sent then parts[#parts + 1] = e[2] end
+        end
+        local arrived = table.concat(parts)
+        if math.random() < 0.3 then -- blocking: read exactly what has arrived whole
+          h.client:settimeout(math.random() < 0.5 and 10 or nil)
+          while #received() < #arrived do
+            got[#got + 1] = assert(h.client:read(#arrived - #received()))
+          end
+        end
+        h.client:settimeout(0)
+        -- a poller: reads while pending() says so or the socket is readable; it
+        -- waits on the socket a little while data it expects may still be in flight
+        for _ = 1, 1000 do
+          if h.client:pending() == 0 and
+             not readable(h.csock, #received() < #arrived and 2 or 0) then break end
+          local d, want = h.client:read()
+          if d then got[#got + 1] = d
+          else
+            assert.equal("want_read", want)
+            assert.equal(0, h.client:pending())
+          end
+        end
+        assert(received() == arrived, "data arrived whole but pending() said 0")
+      end
+    end)
+  end
+end)

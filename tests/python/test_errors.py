@@ -270,6 +270,26 @@ def test_want_read_on_non_blocking_socket(socket_pair_factory):
     assert link.client.read() == b"now"
 
 
+def test_would_block_errors_carry_the_documented_attributes(socket_pair_factory):
+    # WantReadError is raised on a lean path (P8): the same attributes as any error.
+    link = socket_pair_factory()
+    link.client.settimeout(0)
+    for _ in range(2):      # the second from the same call site, nothing left over
+        with pytest.raises(tlsrekey.WantReadError) as info:
+            link.client.read_into(bytearray(8))
+        e = info.value
+        assert str(e) == "read: the operation needs data from the peer first"
+        assert e.args == (str(e),)
+        assert e.status == "want_read" and e.reason is None and e.library is None
+        assert e.ssl_error == 0 and e.errno is None
+        assert e.errors == [] and isinstance(e.errors, list)
+        assert isinstance(e, tlsrekey.Error) and isinstance(e, OSError)
+    pair_client, _ = tlsrekey.pair()
+    with pytest.raises(tlsrekey.WantReadError) as info:
+        pair_client.read()
+    assert str(info.value) == "read: the operation needs data from the peer first"
+
+
 def test_transport_failure_is_syscall_error_with_errno(socket_pair_factory):
     link = socket_pair_factory()
     link.socks[1].close()

@@ -2,6 +2,7 @@
 memory transport (feed/drain), read_into, pending, shutdown, write(b"")."""
 import array
 import os
+import random
 import select
 import signal
 import socket
@@ -130,6 +131,156 @@ def test_large_transfer_over_sockets(socket_pair_factory):
     assert peer.result() == payload
     assert link.client.stats["bytes_written"] == len(payload)
     assert link.server.stats["bytes_read"] == len(payload)
+
+
+# -- read-ahead: pending() on sockets ------------------------------------------------
+#
+# The core reads ahead on sockets: records that have arrived can wait inside the
+# connection while the socket shows nothing. A caller who polls the socket whenever
+# pending() is 0 must never wait for data that is already here.
+
+class HandFed:
+    """A socket client whose peer is a memory-transport server: the test sends the
+    server's records on the other socket end itself, whole or in pieces."""
+
+    def __init__(self, test_cert):
+        self.sock, self.peer = socket.socketpair()
+        self.client = tlsrekey.Context.client(test_cert[0]).wrap(
+            self.sock, server_hostname="localhost")
+        self.server = tlsrekey.Context.server(*test_cert).memory()
+        self.client.settimeout(0)
+        self.peer.setblocking(False)
+        for _ in range(20):
+            done = 0
+            try:
+                self.client.do_handshake()
+                done += 1
+            except tlsrekey.WantReadError:
+                pass
+            try:
+                self.server.feed(self.peer.recv(65536))
+            except BlockingIOError:
+                pass
+            try:
+                self.server.do_handshake()
+                done += 1
+            except tlsrekey.WantReadError:
+                pass
+            self.send(self.server.drain())
+            if done == 2:
+                break
+        with pytest.raises(tlsrekey.WantReadError):
+            self.client.read()          # takes in the session tickets
+        self.peer.setblocking(True)
+
+    def record(self, data):
+        """The bytes of one record of application data from the server."""
+        self.server.write(data)
+        return self.server.drain()
+
+    def key_update_record(self):
+        self.server.key_update(now=True)
+        return self.server.drain()
+
+    def send(self, data):
+        self.peer.sendall(data)
+
+    def readable(self, timeout=0):
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def close(self):
+        self.client.close()
+        self.server.close()
+        self.sock.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def hand_fed(test_cert):
+    h = HandFed(test_cert)
+    yield h
+    h.close()
+
+
+@pytest.mark.parametrize("first,then", [(None, None), (None, 0), (0, None), (0, 0),
+                                        (TIMEOUT, 0), (0, TIMEOUT)])
+def test_pending_counts_a_record_read_ahead_behind_another(hand_fed, first, then):
+    h = hand_fed
+    h.client.settimeout(first)
+    h.send(h.record(b"first") + h.record(b"second"))
+    assert h.client.read() == b"first"
+    assert not h.readable()            # both records were taken from the socket
+    assert h.client.pending() > 0      # so pending() must say one is waiting
+    h.client.settimeout(then)
+    assert h.client.read() == b"second"
+    assert h.client.pending() == 0
+
+
+def test_pending_does_not_count_part_of_a_record(hand_fed):
+    h = hand_fed
+    whole, big = h.record(b"third"), h.record(b"b" * 10000)
+    h.send(whole + big[:100])
+    assert h.client.read() == b"third"
+    # the rest of the record is on its way: the socket will show it, pending() is 0
+    assert h.client.pending() == 0 and not h.readable()
+    with pytest.raises(tlsrekey.WantReadError):
+        h.client.read()
+    assert h.client.pending() == 0     # no busy loop for a poller
+    h.send(big[100:])
+    assert h.readable(TIMEOUT)
+    assert h.client.read(20000) == b"b" * 10000
+
+
+def test_pending_counts_a_key_update_until_a_read_takes_it_in(hand_fed):
+    h = hand_fed
+    h.send(h.record(b"x") + h.key_update_record())
+    assert h.client.read() == b"x"
+    assert h.client.pending() == 1     # a whole record: it may carry no data
+    with pytest.raises(tlsrekey.WantReadError):
+        h.client.read()
+    assert h.client.pending() == 0
+    assert h.client.stats["key_updates_received"] == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_caller_who_polls_when_pending_is_zero_never_misses_data(hand_fed, seed):
+    """Records of random sizes (and key updates) sent in random pieces, the client
+    switching modes between them. Whenever pending() is 0 and the socket shows
+    nothing, every record that has arrived whole must have been read."""
+    h, rng = hand_fed, random.Random(seed)
+    stream, ends = b"", []          # (offset where a record ends, its data)
+    for i in range(40):
+        if rng.random() < 0.15:
+            stream += h.key_update_record()
+            ends.append((len(stream), b""))
+        size = rng.choice([1, 64, rng.randrange(1, 3000), rng.randrange(1, 16385)])
+        data = bytes([65 + i % 26]) * size
+        stream += h.record(data)
+        ends.append((len(stream), data))
+    sent, got = 0, bytearray()
+    while sent < len(stream):
+        piece = rng.choice([1, 5, 37, 600, 5000, 20000])
+        h.send(stream[sent:sent + piece])
+        sent = min(len(stream), sent + piece)
+        arrived = b"".join(d for end, d in ends if end <= sent)
+        if rng.random() < 0.3:
+            # blocking (or with a timeout): read exactly what has arrived whole
+            h.client.settimeout(rng.choice([None, TIMEOUT]))
+            while len(got) < len(arrived):
+                got += h.client.read(len(arrived) - len(got))
+        h.client.settimeout(0)
+        # a poller: read while pending() says so or the socket is readable
+        for _ in range(1000):
+            if h.client.pending() == 0 and not h.readable():
+                break
+            try:
+                got += h.client.read()
+            except tlsrekey.WantReadError:
+                assert h.client.pending() == 0, "pending() > 0 after WantReadError"
+        else:
+            raise AssertionError("the poller never came to rest")
+        assert bytes(got) == arrived, "data arrived whole but pending() said 0"
+    assert len(got) == sum(len(d) for _, d in ends)
 
 
 # -- memory transport ------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 import tlsrekey
 
-from conftest import TIMEOUT
+from conftest import TIMEOUT, socket_link
 
 JOIN = 60.0   # seconds a whole threaded test may take before it counts as a deadlock
 
@@ -358,3 +358,44 @@ def test_one_end_freed_while_another_thread_waits_for_the_other():
         threads.start(waiter)
         threads.join()
         server.close()
+
+
+def test_a_small_write_waiting_on_a_full_socket_lets_other_threads_run(test_cert):
+    """Small writes on a blocking socket first go without waiting, the GIL kept;
+    one that would wait (the peer reads nothing, the socket is full) must give the
+    GIL up while it waits, and finish once the peer reads: every byte arrives."""
+    link = socket_link(*test_cert)
+    try:
+        link.client.settimeout(None)
+        message = b"m" * 1000
+        sent = []
+        waiting = threading.Event()
+
+        def writer():
+            for _ in range(100000):
+                waiting.set()          # the main thread may see it before each write
+                link.client.write(message)
+                sent.append(len(message))
+                waiting.clear()
+
+        threads = Threads()
+        threads.start(writer)
+        # The writer fills the socket, then waits in write(). This thread runs
+        # meanwhile: the GIL is free. Wait until no write has finished for a while.
+        last, still = -1, 0
+        deadline = time.monotonic() + TIMEOUT
+        while still < 20:
+            assert time.monotonic() < deadline, "the writer never filled the socket"
+            time.sleep(0.01)
+            still = still + 1 if len(sent) == last else 0
+            last = len(sent)
+        assert waiting.is_set() and len(sent) > 10
+        # Now read everything on the server; the writer finishes its loop.
+        got = 0
+        link.server.settimeout(TIMEOUT)
+        while got < 100000 * len(message):
+            got += len(link.server.read(65536))
+        threads.join()
+        assert sum(sent) == got == 100000 * len(message)
+    finally:
+        link.close()
