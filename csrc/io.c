@@ -457,36 +457,34 @@ static int cannot_try(const trk_conn *c)
            trk_conn_timeout(c) != 0;
 }
 
-trk_status trk_conn_try_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
-                             trk_error *err)
+/* One try call: `want` says which (TRK_WANT_READ: read into rbuf, else write wbuf). */
+static trk_status try_io(trk_conn *conn, trk_status want, void *rbuf, const void *wbuf,
+                         size_t len, size_t *n, trk_error *err)
 {
     if (cannot_try(conn)) {
         *n = 0;
         trk__err_clear();
-        return trk__want(err, TRK_WANT_READ, "read");
+        return trk__want(err, want, want == TRK_WANT_READ ? "read" : "write");
     }
     if (conn != NULL)
         conn->sock.nowait = 1;
-    trk_status st = trk_conn_read(conn, buf, cap, n, err);
+    trk_status st = want == TRK_WANT_READ ? trk_conn_read(conn, rbuf, len, n, err)
+                                          : trk_conn_write(conn, wbuf, len, n, err);
     if (conn != NULL)
         conn->sock.nowait = 0;
     return st;
 }
 
+trk_status trk_conn_try_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
+                             trk_error *err)
+{
+    return try_io(conn, TRK_WANT_READ, buf, NULL, cap, n, err);
+}
+
 trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
                               trk_error *err)
 {
-    if (cannot_try(conn)) {
-        *n = 0;
-        trk__err_clear();
-        return trk__want(err, TRK_WANT_WRITE, "write");
-    }
-    if (conn != NULL)
-        conn->sock.nowait = 1;
-    trk_status st = trk_conn_write(conn, buf, len, n, err);
-    if (conn != NULL)
-        conn->sock.nowait = 0;
-    return st;
+    return try_io(conn, TRK_WANT_WRITE, NULL, buf, len, n, err);
 }
 
 size_t trk_conn_pending(const trk_conn *conn)

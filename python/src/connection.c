@@ -443,8 +443,9 @@ Connection_dealloc(ConnectionObject *self)
 typedef int (*conn_int)(const trk_conn *);
 typedef size_t (*conn_size)(const trk_conn *);
 
+/* An int getter's value as a Python object: PyBool_FromLong or PyLong_FromLong. */
 static PyObject *
-get_flag(ConnectionObject *self, conn_int fn)
+get_long(ConnectionObject *self, conn_int fn, PyObject *(*to_python)(long))
 {
     int v, entered;
 
@@ -452,19 +453,19 @@ get_flag(ConnectionObject *self, conn_int fn)
         return NULL;
     v = fn(self->conn);
     conn_leave(self, entered);
-    return PyBool_FromLong(v);
+    return to_python(v);
+}
+
+static PyObject *
+get_flag(ConnectionObject *self, conn_int fn)
+{
+    return get_long(self, fn, PyBool_FromLong);
 }
 
 static PyObject *
 get_int(ConnectionObject *self, conn_int fn)
 {
-    int v, entered;
-
-    if ((entered = conn_enter(self, 0)) == ENTER_FAILED)
-        return NULL;
-    v = fn(self->conn);
-    conn_leave(self, entered);
-    return PyLong_FromLong(v);
+    return get_long(self, fn, PyLong_FromLong);
 }
 
 static PyObject *
