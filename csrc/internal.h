@@ -70,6 +70,8 @@ typedef struct trk_sock_io {
     uint8_t len_hi;           /* its length's high byte */
     uint8_t on, lost;         /* read-ahead is on; the stream did not parse as TLS */
     uint8_t nowait;           /* trk_conn_try_*: never wait on the socket */
+    uint8_t hold;             /* the write under way holds back its first small record
+                                 (a KeyUpdate) for the next one (io.c, sock_write) */
 } trk_sock_io;
 
 /*
@@ -108,6 +110,11 @@ typedef struct trk_rare_counters {
  * events. With 10k idle connections every byte of struct trk_conn counts
  * (bench/PROPOSALS.md, P6).
  */
+/* The largest record the socket BIO holds back: a TLS 1.3 KeyUpdate is 27 bytes
+ * with a 16-byte tag (5 header, 5 message, 1 inner type, 16 tag); more room
+ * leaves space for record padding. */
+#define TRK_HELD_MAX 64
+
 typedef struct trk_conn_extra {
     trk_conn *peer;           /* TRK_T_PAIR: the other end, NULL once it is freed */
 
@@ -126,6 +133,11 @@ typedef struct trk_conn_extra {
     trk_event_fn event_fn;
     void *event_ud;
     trk_rare_counters rare;
+
+    /* TRK_T_FD (TLS): a KeyUpdate record held back by the socket BIO, to go out in
+     * one write(2) with the record behind it (io.c, sock_write). */
+    uint8_t held_len;
+    unsigned char held[TRK_HELD_MAX];
 } trk_conn_extra;
 
 struct trk_conn {

@@ -4,11 +4,13 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -200,7 +202,20 @@ trk_status trk__write_chunk(trk_conn *conn, const void *buf, size_t len, size_t 
 {
     static const char nothing[1];
     struct io_buf b = {(void *)(buf != NULL ? buf : nothing), len};
+    /* A key update scheduled for this write (by key_update, the policy or the peer's
+     * request) is a KeyUpdate record and then the data's first record: the socket
+     * BIO holds the first back and sends the two in one write(2) (bench W3: the
+     * peer then wakes once per update, not twice). Without data to follow nothing
+     * is held, and a write with a record of its own pending sends that one first. */
+    conn->sock.hold = len > 0 && !conn->write_pending && conn->transport == TRK_T_FD &&
+                      !conn->dtls &&
+                      SSL_get_key_update_type(conn->ssl) != SSL_KEY_UPDATE_NONE &&
+                      trk__extra(conn) != NULL;
     trk_status st = trk__drive(conn, step_write, &b, n, "write", err);
+    conn->sock.hold = 0;
+    /* OpenSSL returns success only after writing the data, which took any held
+     * record with it; a failed write leaves it held in front of the retry. */
+    assert(st != TRK_OK || conn->x == NULL || conn->x->held_len == 0);
     /* TRK_CALLBACK after the data went out (an event callback failed) counts as
      * written; an interrupted wait (also TRK_CALLBACK) wrote nothing yet. */
     if (st == TRK_OK || (st == TRK_CALLBACK && *n == len)) {
@@ -337,12 +352,59 @@ static int sock_read(BIO *b, char *out, int outl)
     return r;
 }
 
+/*
+ * A KeyUpdate held back (trk__write_chunk) goes out in front of the next record, in
+ * one writev: the peer wakes once for both, and over TCP they share a segment.
+ * Returns how much of `in` went out, or -1 with the retry flag set, as sock_write.
+ * Held bytes that went out leave the hold; if only part of them did, the rest stays
+ * first in line and `in` is retried behind it, as OpenSSL retries any write.
+ */
+static int write_held(trk_conn *c, BIO *b, const char *in, int inl)
+{
+    trk_conn_extra *x = c->x;
+    size_t held = x->held_len;
+    struct iovec iov[2] = {{x->held, held}, {(void *)in, (size_t)inl}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    errno = 0;
+    ssize_t r = c->sock.nowait ? sendmsg(c->fd, &msg, MSG_DONTWAIT) : writev(c->fd, iov, 2);
+    if (r < 0) {
+        if (c->sock.nowait && errno == ENOTSOCK)
+            errno = EAGAIN; /* as nowait_io */
+        if (BIO_sock_should_retry(-1))
+            BIO_set_retry_write(b);
+        return -1;
+    }
+    if ((size_t)r < held) {
+        memmove(x->held, x->held + r, held - (size_t)r);
+        x->held_len = (uint8_t)(held - (size_t)r);
+        BIO_set_retry_write(b);
+        return -1;
+    }
+    x->held_len = 0;
+    if ((size_t)r == held) { /* none of `in` yet: a retry, as a write that would block */
+        BIO_set_retry_write(b);
+        return -1;
+    }
+    return (int)((size_t)r - held);
+}
+
 static int sock_write(BIO *b, const char *in, int inl)
 {
     trk_conn *c = BIO_get_data(b);
+    trk_conn_extra *x = c->x;
     BIO_clear_retry_flags(b);
-    if (in == NULL || inl < 0)
-        return -1;
+    if (in == NULL || inl <= 0)
+        return inl == 0 ? 0 : -1;
+    if (x != NULL && x->held_len > 0)
+        return write_held(c, b, in, inl);
+    if (c->sock.hold) {
+        c->sock.hold = 0; /* the first record only: the KeyUpdate */
+        if (x != NULL && inl <= TRK_HELD_MAX) {
+            memcpy(x->held, in, (size_t)inl);
+            x->held_len = (uint8_t)inl;
+            return inl;
+        }
+    }
     errno = 0;
     int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1)
                            : (int)write(c->fd, in, (size_t)inl);

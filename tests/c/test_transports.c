@@ -6,7 +6,38 @@
 #include <pthread.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+/* The write(2)s made on one fd, counted: this program's own write and writev (and
+ * send/sendmsg, which the try calls use) stand in for libc's for every caller in
+ * it, OpenSSL and the core included, and pass each call on to the kernel. */
+static int watched_fd = -1, writes_seen;
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    writes_seen += fd == watched_fd;
+    return syscall(SYS_write, fd, buf, n);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    writes_seen += fd == watched_fd;
+    return syscall(SYS_writev, fd, iov, cnt);
+}
+
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    writes_seen += fd == watched_fd;
+    return syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    writes_seen += fd == watched_fd;
+    return syscall(SYS_sendmsg, fd, msg, flags);
+}
 
 /* Moves bytes between two memory connections; returns bytes moved. */
 static size_t shuttle(trk_conn *a, trk_conn *b)
@@ -295,6 +326,46 @@ TEST(test_pending_counts_whole_records_read_ahead_from_a_socket)
     hand_fed_free(&h);
 }
 
+/* A key update goes out with the data behind it in one write(2): the peer wakes
+ * once, and over TCP the two records share a segment. Without a key update, one
+ * record is one write as before; the peer reads both records and the new key. */
+TEST(test_key_update_leaves_with_the_data_in_one_write)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, len;
+    static unsigned char wire[65536], buf[100];
+    REQUIRE(hand_fed_setup(&h));
+    watched_fd = h.sv[0];
+    for (int round = 0; round < 3; round++) {
+        writes_seen = 0;
+        CHECK_STATUS(trk_conn_key_update(h.c, round == 1 ? TRK_KEY_UPDATE_REQUESTED
+                                                          : TRK_KEY_UPDATE_NOT_REQUESTED,
+                                         0, &e),
+                     TRK_OK, &e);
+        CHECK_STATUS(trk_conn_write(h.c, "hello", 5, &n, &e), TRK_OK, &e);
+        CHECK(n == 5 && writes_seen == 1);
+        len = (size_t)read(h.sv[1], wire, sizeof wire);
+        CHECK(len == 27 + 27); /* KeyUpdate and the 5 bytes: 5 header + 5 + 1 type + 16 tag each */
+        CHECK_STATUS(trk_conn_feed(h.s, wire, len, &e), TRK_OK, &e);
+        CHECK_STATUS(trk_conn_read(h.s, buf, sizeof buf, &n, &e), TRK_OK, &e);
+        CHECK(n == 5 && memcmp(buf, "hello", 5) == 0);
+        CHECK(u_stats(h.s).key_updates_received == (uint64_t)round + 1);
+        if (round == 1) { /* the server's reply: the client takes it in and reads on */
+            CHECK_STATUS(trk_conn_write(h.s, "ok", 2, &n, &e), TRK_OK, &e);
+            len = server_output(&h, wire, sizeof wire);
+            REQUIRE(write(h.sv[1], wire, len) == (ssize_t)len);
+            CHECK_STATUS(trk_conn_read(h.c, buf, sizeof buf, &n, &e), TRK_OK, &e);
+            CHECK(n == 2 && u_stats(h.c).key_updates_received == 1);
+        }
+    }
+    writes_seen = 0; /* nothing scheduled: a write is one record, one write(2) */
+    CHECK_STATUS(trk_conn_write(h.c, "plain", 5, &n, &e), TRK_OK, &e);
+    CHECK(writes_seen == 1 && read(h.sv[1], wire, sizeof wire) == 27);
+    watched_fd = -1;
+    hand_fed_free(&h);
+}
+
 /* The peer of test_try_write: takes everything from the socket into the memory
  * server and reads the application data out, until `want` bytes came. */
 struct drainer {
@@ -361,6 +432,38 @@ TEST(test_try_calls_never_wait_and_the_plain_call_completes)
     pthread_join(t, NULL);
     CHECK(d.got == sent + sizeof buf && d.intact);
     alarm(0);
+    hand_fed_free(&h);
+}
+
+/* A key update and a write meet a full socket: the write says WANT_WRITE with the
+ * KeyUpdate already taken from OpenSSL; the same write, retried once there is room,
+ * sends both, in order (the peer reads the data under the new key). */
+TEST(test_key_update_and_write_on_a_full_socket_resume_in_order)
+{
+    struct hand_fed h;
+    trk_error e;
+    size_t n, filled = 0, drained = 0, len;
+    static unsigned char fill[65536], wire[65536], buf[100];
+    ssize_t k;
+    REQUIRE(hand_fed_setup(&h));
+    CHECK_STATUS(trk_conn_key_update(h.c, TRK_KEY_UPDATE_NOT_REQUESTED, 0, &e), TRK_OK, &e);
+    memset(fill, 'f', sizeof fill);
+    while ((k = send(h.sv[0], fill, sizeof fill, MSG_DONTWAIT)) > 0) /* not TLS: */
+        filled += (size_t)k;                                         /* taken by hand */
+    CHECK(filled > 0);
+    CHECK_STATUS(trk_conn_write(h.c, "later", 5, &n, &e), TRK_WANT_WRITE, &e);
+    CHECK(trk_conn_get_key_update_type(h.c) == TRK_KEY_UPDATE_NONE); /* OpenSSL: sent */
+    while ((k = read(h.sv[1], fill, sizeof fill)) > 0)
+        drained += (size_t)k;
+    CHECK(drained == filled); /* nothing of the KeyUpdate went out ahead of the data */
+    CHECK_STATUS(trk_conn_write(h.c, "later", 5, &n, &e), TRK_OK, &e);
+    CHECK(n == 5);
+    len = (size_t)read(h.sv[1], wire, sizeof wire);
+    CHECK(len == 27 + 27);
+    CHECK_STATUS(trk_conn_feed(h.s, wire, len, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_read(h.s, buf, sizeof buf, &n, &e), TRK_OK, &e);
+    CHECK(n == 5 && memcmp(buf, "later", 5) == 0);
+    CHECK(u_stats(h.s).key_updates_received == 1);
     hand_fed_free(&h);
 }
 
@@ -459,6 +562,8 @@ int main(void)
     RUN(test_socket_timeout_and_nonblocking);
     RUN(test_pending_counts_whole_records_read_ahead_from_a_socket);
     RUN(test_try_calls_never_wait_and_the_plain_call_completes);
+    RUN(test_key_update_leaves_with_the_data_in_one_write);
+    RUN(test_key_update_and_write_on_a_full_socket_resume_in_order);
     RUN(test_pair_shutdown_both_ways);
     RUN(test_freeing_one_end_of_a_pair);
     RUN(test_close_is_idempotent_and_later_calls_are_state_errors);
