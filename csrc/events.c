@@ -150,7 +150,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         /* sockets read ahead from now on (io.c, trk__socket_attach) */
         if (c->transport == TRK_T_FD && !c->dtls && !c->sock.lost && !c->sock.on) {
             SSL_set_read_ahead(c->ssl, 1);
-            c->sock.on = 1;
+            c->sock.on = c->sock.ahead = 1;
         }
         c->auto_pending = 0;
         trk__epoch_reset(c); /* new keys both ways */

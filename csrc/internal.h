@@ -68,9 +68,12 @@ typedef struct trk_sock_io {
     uint16_t left;            /* body bytes of the current record still to come */
     uint8_t hdr;              /* header bytes of the next record seen (0-4) */
     uint8_t len_hi;           /* its length's high byte */
-    uint8_t on, lost;         /* read-ahead is on; the stream did not parse as TLS */
-    uint8_t nowait;           /* trk_conn_try_*: never wait on the socket */
-    uint8_t hold;             /* the write under way holds back its first small record
+    uint8_t on : 1;           /* the first handshake is done: read-ahead is in use */
+    uint8_t lost : 1;         /* the stream did not parse as TLS (read-ahead off) */
+    uint8_t big : 1;          /* the last record header seen was of a large record */
+    uint8_t ahead : 1;        /* OpenSSL's read-ahead is on now (io.c, sock_read) */
+    uint8_t nowait : 1;       /* trk_conn_try_*: never wait on the socket */
+    uint8_t hold : 1;         /* the write under way holds back its first small record
                                  (a KeyUpdate) for the next one (io.c, sock_write) */
 } trk_sock_io;
 
