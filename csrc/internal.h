@@ -275,8 +275,10 @@ double trk__now(void);
 
 /* ---- io.c ---- */
 
-/* Attaches a TLS connection to its socket (conn->fd) with read-ahead on; the fd is
- * never closed by it. 0 on allocation failure (the OpenSSL queue may say more). */
+/* Attaches a TLS connection to its socket (conn->fd) through the socket BIO (reads
+ * ahead once the first handshake is done, while records are small; sends a KeyUpdate
+ * with the record behind it); the fd is never closed by it. 0 on allocation failure
+ * (the OpenSSL queue may say more). */
 int trk__socket_attach(trk_conn *conn);
 
 /* One SSL_write_ex of the whole buffer through the transport, with bookkeeping
