@@ -100,14 +100,18 @@ local function run_pair()
     B.stop()
   elseif a.workload == "W2" then
     local msg, M = string.rep("m", B.MSG), B.MSG
+    local mb = tlsrekey.buffer(M)     -- message-sized, as Python's bytearray(64)
     B.start()
     for _ = 1, n do
       cw(c, msg)
-      local k = sri(s, rb, M)
-      sw(s, rb, k)                      -- the echo: what was read, from the buffer
-      if k ~= M then read_rest(s, rb, k, M, true) end
-      k = cri(c, rb, M)
-      if k ~= M then read_rest(c, rb, k, M) end
+      local k = sri(s, mb)
+      if k == M then
+        sw(s, mb)                       -- the echo: what was read, from the buffer
+      else
+        sw(s, mb, k); read_rest(s, mb, k, M, true)
+      end
+      k = cri(c, mb)
+      if k ~= M then read_rest(c, mb, k, M) end
     end
     B.stop()
   elseif a.workload == "W3" then
@@ -224,18 +228,22 @@ local function run_socket()
     end
   elseif a.workload == "W2" then
     local M = B.MSG
+    local mb = tlsrekey.buffer(M)     -- message-sized, as Python's bytearray(64)
     if server then
       for _ = 1, n do
-        local k = ri(conn, rb, M)
-        w(conn, rb, k)
-        if k ~= M then read_rest(conn, rb, k, M, true) end
+        local k = ri(conn, mb)
+        if k == M then
+          w(conn, mb)
+        else
+          w(conn, mb, k); read_rest(conn, mb, k, M, true)
+        end
       end
     else
       local msg = string.rep("m", M)
       for _ = 1, n do
         w(conn, msg)
-        local k = ri(conn, rb, M)
-        if k ~= M then read_rest(conn, rb, k, M) end
+        local k = ri(conn, mb)
+        if k ~= M then read_rest(conn, mb, k, M) end
       end
     end
   elseif a.workload == "W3" or a.workload == "W3b" then
