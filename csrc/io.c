@@ -336,13 +336,33 @@ static BIO_METHOD *sock_method;
 static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
 
 /* A try call (nowait) on a blocking socket must not wait in the kernel either:
- * MSG_DONTWAIT, for this call only. Not a socket (a pipe): nothing to try with. */
+ * MSG_DONTWAIT, for this call only. An fd that is no socket (a pty) takes no
+ * MSG_DONTWAIT: once seen (ENOTSOCK), the connection's calls go the plain way
+ * (trk_conn_may_block says so), and a try call does plain I/O if the fd cannot
+ * block; on one that can, it says "would block" and the caller goes the waiting
+ * way. Returns 1 when plain I/O is safe now. */
+static int notsock_plain(trk_conn *c)
+{
+    c->sock.notsock = 1;
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl != -1 && (fl & O_NONBLOCK))
+        return 1;
+    errno = EAGAIN;
+    return 0;
+}
+
 static int nowait_io(trk_conn *c, void *buf, int len, int writing)
 {
-    ssize_t r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT)
-                        : recv(c->fd, buf, (size_t)len, MSG_DONTWAIT);
-    if (r < 0 && errno == ENOTSOCK)
-        errno = EAGAIN;
+    ssize_t r;
+    if (!c->sock.notsock) {
+        r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT)
+                    : recv(c->fd, buf, (size_t)len, MSG_DONTWAIT);
+        if (r >= 0 || errno != ENOTSOCK)
+            return (int)r;
+    }
+    if (!notsock_plain(c))
+        return -1;
+    r = writing ? write(c->fd, buf, (size_t)len) : read(c->fd, buf, (size_t)len);
     return (int)r;
 }
 
@@ -384,10 +404,11 @@ static int write_held(trk_conn *c, BIO *b, const char *in, int inl)
     struct iovec iov[2] = {{x->held, held}, {(void *)in, (size_t)inl}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     errno = 0;
-    ssize_t r = c->sock.nowait ? sendmsg(c->fd, &msg, MSG_DONTWAIT) : writev(c->fd, iov, 2);
+    ssize_t r = c->sock.nowait && !c->sock.notsock ? sendmsg(c->fd, &msg, MSG_DONTWAIT)
+                                                   : writev(c->fd, iov, 2);
+    if (r < 0 && c->sock.nowait && errno == ENOTSOCK) /* as nowait_io */
+        r = notsock_plain(c) ? writev(c->fd, iov, 2) : -1;
     if (r < 0) {
-        if (c->sock.nowait && errno == ENOTSOCK)
-            errno = EAGAIN; /* as nowait_io */
         if (BIO_sock_should_retry(-1))
             BIO_set_retry_write(b);
         return -1;
@@ -521,7 +542,8 @@ int trk_conn_may_block(const trk_conn *conn, size_t len)
     if (len >= SMALL_IO || busy_with_handshake(conn))
         return TRK_MAY_BLOCK_WORK;
     if (conn->transport == TRK_T_FD) /* DTLS: its datagram BIO cannot try */
-        return conn->sock.on ? TRK_MAY_BLOCK_SOCKET : TRK_MAY_BLOCK_WORK;
+        return conn->sock.on && !conn->sock.notsock ? TRK_MAY_BLOCK_SOCKET
+                                                    : TRK_MAY_BLOCK_WORK;
     /* a pair end moves its peer along: the peer's handshake counts too */
     const trk_conn *peer = trk__peer(conn);
     return peer != NULL && peer->ssl != NULL && busy_with_handshake(peer)

@@ -116,6 +116,89 @@ def test_wrap_accepts_a_raw_fd(test_cert, sockets):
     assert peer.result() == b"raw fd"
 
 
+class _FdWithTimeout:
+    """An fd that is no socket, with the gettimeout() wrap() follows."""
+
+    def __init__(self, fd, timeout):
+        self.fd, self.timeout = fd, timeout
+
+    def fileno(self):
+        return self.fd
+
+    def gettimeout(self):
+        return self.timeout
+
+
+@pytest.fixture
+def pty_ends():
+    """Both ends of a pty in raw mode: a bidirectional fd that is no socket."""
+    pty, tty = pytest.importorskip("pty"), pytest.importorskip("tty")
+    master, slave = pty.openpty()
+    try:
+        for fd in (master, slave):
+            tty.setraw(fd)
+        yield master, slave
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def _until_done(call, limit=2000):
+    """call() on a non-blocking connection, polled until it stops wanting."""
+    for _ in range(limit):
+        try:
+            return call()
+        except (tlsrekey.WantReadError, tlsrekey.WantWriteError):
+            time.sleep(0.001)
+    raise AssertionError(f"{call} still wants after {limit} tries")
+
+
+@pytest.mark.parametrize("timeout", [0.0, None])
+def test_an_fd_that_is_no_socket_works_non_blocking_and_blocking(test_cert, pty_ends,
+                                                                  timeout):
+    """Small socket I/O first tries without waiting (MSG_DONTWAIT), which a pty does
+    not take: a non-blocking one raised WantWriteError on every write."""
+    master, slave = pty_ends
+    for fd in pty_ends:
+        os.set_blocking(fd, timeout is None)
+    client = tlsrekey.Context.client(test_cert[0]).wrap(_FdWithTimeout(master, timeout),
+                                                        server_hostname="localhost")
+    server = tlsrekey.Context.server(*test_cert).wrap(_FdWithTimeout(slave, timeout))
+    if timeout is None:
+        handshake = Concurrent(server.do_handshake)
+        client.do_handshake()
+        handshake.result()
+        peer = Concurrent(lambda: server.read(5))
+        client.write(b"hello")
+        assert peer.result() == b"hello"
+        client.key_update()
+        peer = Concurrent(lambda: server.read(5))
+        client.write(b"again")
+        assert peer.result() == b"again"
+        server.write(b"back")
+        assert client.read(4) == b"back"
+    else:
+        for _ in range(200):
+            done = 0
+            for conn in (client, server):
+                try:
+                    conn.do_handshake()
+                    done += 1
+                except (tlsrekey.WantReadError, tlsrekey.WantWriteError):
+                    pass
+            if done == 2:
+                break
+        assert client.version == "TLSv1.3"
+        assert _until_done(lambda: client.write(b"hello")) == 5
+        assert _until_done(lambda: server.read(5)) == b"hello"
+        client.key_update()
+        assert _until_done(lambda: client.write(b"again")) == 5
+        assert _until_done(lambda: server.read(5)) == b"again"
+        assert _until_done(lambda: server.write(b"back")) == 4
+        assert _until_done(lambda: client.read(4)) == b"back"
+    assert server.stats["key_updates_received"] == 1
+
+
 def test_large_transfer_over_sockets(socket_pair_factory):
     link = socket_pair_factory()
     payload = os.urandom(1 << 20)
