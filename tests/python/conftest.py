@@ -210,20 +210,26 @@ def shuttle(a, b, rounds=50):
     raise AssertionError("memory transports kept producing output")
 
 
-def memory_handshake(client, server):
-    """Drive two memory-transport connections through their handshake."""
-    for _ in range(20):
+def handshake_both(client, server, between, rounds=20):
+    """Drive two non-blocking connections through their handshake, both in turn;
+    between() runs after each step (moves the bytes, or waits for them)."""
+    for _ in range(rounds):
         done = 0
         for conn in (client, server):
             try:
                 conn.do_handshake()
                 done += 1
-            except tlsrekey.WantReadError:
+            except (tlsrekey.WantReadError, tlsrekey.WantWriteError):
                 pass
-            shuttle(client, server)
+            between()
         if done == 2:
             return
-    raise AssertionError("memory handshake did not complete")
+    raise AssertionError(f"handshake did not complete in {rounds} rounds")
+
+
+def memory_handshake(client, server):
+    """Drive two memory-transport connections through their handshake."""
+    handshake_both(client, server, lambda: shuttle(client, server))
 
 
 def wait_readable(sock, timeout=TIMEOUT):

@@ -14,7 +14,7 @@ import pytest
 import tlsrekey
 from tlsrekey import KeyUpdateType
 
-from conftest import TIMEOUT, Concurrent, memory_handshake, shuttle
+from conftest import TIMEOUT, Concurrent, handshake_both, memory_handshake, shuttle
 
 
 @pytest.fixture
@@ -178,16 +178,7 @@ def test_an_fd_that_is_no_socket_works_non_blocking_and_blocking(test_cert, pty_
         server.write(b"back")
         assert client.read(4) == b"back"
     else:
-        for _ in range(200):
-            done = 0
-            for conn in (client, server):
-                try:
-                    conn.do_handshake()
-                    done += 1
-                except (tlsrekey.WantReadError, tlsrekey.WantWriteError):
-                    pass
-            if done == 2:
-                break
+        handshake_both(client, server, lambda: time.sleep(0.001), rounds=2000)
         assert client.version == "TLSv1.3"
         assert _until_done(lambda: client.write(b"hello")) == 5
         assert _until_done(lambda: server.read(5)) == b"hello"
