@@ -361,8 +361,8 @@ describe("read-ahead and pending() over a TCP socket", function()
       assert(h.server:write(data) == #data)
       return h.server:drain()
     end
-    function h.key_update_record()
-      h.server:key_update("not_requested", true)
+    function h.key_update_record(kind)
+      h.server:key_update(kind or "not_requested", true)
       return h.server:drain()
     end
     ssock:settimeout(0)
@@ -432,7 +432,10 @@ describe("read-ahead and pending() over a TCP socket", function()
     assert.equal(1, h.client:stats().key_updates_received)
   end)
 
-  for seed = 1, 4 do
+  -- Records of random sizes up to 40 KB writes, key updates requested and not, read
+  -- in random sizes and modes: on OpenSSL 3.2+ a record layer that switched off
+  -- read-ahead lost its place at the next key update (io.c, read_ahead_follows).
+  for seed = 1, 8 do
     it("a_caller_who_polls_when_pending_is_zero_never_misses_data (seed " .. seed .. ")",
        function()
       local h = hand_fed()
@@ -445,10 +448,16 @@ describe("read-ahead and pending() over a TCP socket", function()
         ends[#ends + 1] = { len, data }
       end
       for i = 1, 40 do
-        if math.random() < 0.15 then add(h.key_update_record(), "") end
-        local sizes = { 1, 64, math.random(1, 3000), math.random(1, 16384) }
+        local r = math.random()
+        if r < 0.15 then add(h.key_update_record(), "")
+        elseif r < 0.25 then add(h.key_update_record("requested"), "") end
+        local sizes = { 1, 64, math.random(1, 3000), math.random(1, 16384),
+                        math.random(16385, 40000) }
         local data = string.char(64 + i % 26):rep(sizes[math.random(#sizes)])
-        add(h.record(data), data)
+        for at = 1, #data, 16384 do -- one record each, so that `ends` is exact
+          local part = data:sub(at, at + 16383)
+          add(h.record(part), part)
+        end
       end
       stream = table.concat(stream)
       local sent, got = 0, {}
@@ -466,7 +475,8 @@ describe("read-ahead and pending() over a TCP socket", function()
         if math.random() < 0.3 then -- blocking: read exactly what has arrived whole
           h.client:settimeout(math.random() < 0.5 and 10 or nil)
           while #received() < #arrived do
-            got[#got + 1] = assert(h.client:read(#arrived - #received()))
+            local want = math.min(#arrived - #received(), ({ 1, 7, 100, 4096, 65536 })[math.random(5)])
+            got[#got + 1] = assert(h.client:read(want))
           end
         end
         h.client:settimeout(0)
@@ -475,7 +485,7 @@ describe("read-ahead and pending() over a TCP socket", function()
         for _ = 1, 1000 do
           if h.client:pending() == 0 and
              not readable(h.csock, #received() < #arrived and 2 or 0) then break end
-          local d, want = h.client:read()
+          local d, want = h.client:read(({ 1, 7, 100, 4096, 16384, 65536 })[math.random(6)])
           if d then got[#got + 1] = d
           else
             assert.equal("want_read", want)
