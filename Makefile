@@ -162,8 +162,12 @@ bench: deps
 	@$(MAKE) -s --no-print-directory build-python build-lua
 	$(VPY) bench/run.py $(BENCH_ARGS)
 
+# A root of the other Debian (scripts/other-debian.sh) may still have /proc, /sys and
+# /dev mounted if a run was killed: unmount them first, and never cross into them.
 clean:
-	rm -rf build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
+	-@for m in $$(awk '{print $$2}' /proc/mounts | grep "^$(CURDIR)/build/roots/" | sort -r); do \
+	    umount "$$m" 2>/dev/null || umount -l "$$m"; done
+	rm -rf --one-file-system build python/tlsrekey/_tlsrekey*.so python/tlsrekey/__pycache__ \
 	       python/*.egg-info *.egg-info .pytest_cache .mypy_cache
 
 # Targets of their own (fuzz, soak, valgrind, bench helpers, docs): one file each.

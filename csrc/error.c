@@ -61,6 +61,7 @@ static void reset(trk_error *err, trk_status status)
     err->ssl_error = 0;
     err->sys_errno = 0;
     err->verify_code = 0;
+    err->alert = -1;
     err->library[0] = '\0';
     err->reason[0] = '\0';
     err->message[0] = '\0';
@@ -287,7 +288,21 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
     }
 
     int lib = ERR_GET_LIB(first), reason = ERR_GET_REASON(first);
-    if (lib == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+    /* A received alert is queued as reason SSL_AD_REASON_OFFSET + its code ("sslv3
+     * alert handshake failure" on 3.0, "ssl/tls alert handshake failure" on 3.5). */
+    if (lib == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET &&
+        reason < SSL_AD_REASON_OFFSET + 256)
+        err->alert = reason - SSL_AD_REASON_OFFSET;
+    if (lib == ERR_LIB_SYS) {
+        /* OpenSSL 3.2 and later report a failed transport call (EPIPE, EBADF) as
+         * a system-library error in the queue, its errno as the reason, where 3.0
+         * answered SSL_ERROR_SYSCALL with an empty queue: the same failure. */
+        err->status = TRK_SYSCALL;
+        if (err->sys_errno == 0)
+            err->sys_errno = reason;
+        snprintf(err->message, sizeof err->message, "%s: transport failed: %s", op,
+                 strerror(err->sys_errno));
+    } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         /* OpenSSL 3 reports EOF without close_notify as SSL_ERROR_SSL (NOTES 17). */
         err->status = TRK_SYSCALL;
         snprintf(err->message, sizeof err->message,

@@ -71,6 +71,10 @@ typedef struct trk_error {
     int ssl_error;          /* SSL_get_error() value, 0 when not from an SSL call */
     int sys_errno;          /* errno captured at the failure, 0 if none */
     long verify_code;       /* X509_V_* verify result, 0 (X509_V_OK) if not relevant */
+    int alert;              /* the alert the peer sent that ended the call (its RFC 8446
+                               section 6.2 code: 40 handshake_failure, ...), -1 if the
+                               failure was not a peer's alert; the same on every OpenSSL
+                               version, where `reason` words it differently */
     char library[48];       /* OpenSSL library of the first queued error, "" if none */
     char reason[128];       /* OpenSSL's reason ("wrong ssl version"), or the core's
                                own short reason for checks it makes itself */

@@ -11,17 +11,43 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential gcc make pkg-config      # compiler and tools
-  libssl-dev openssl                       # OpenSSL 3.0 headers and the s_client/s_server peer
+  libssl-dev openssl                       # OpenSSL 3 headers and the s_client/s_server peer
   gnutls-bin                               # gnutls-cli/gnutls-serv: an independent interop peer
   liblua5.4-dev lua5.4 luarocks zip unzip  # the Lua binding and its rock (luarocks packs with zip)
   lua-busted lua-socket lua-sec            # Lua tests, sockets, and LuaSec as interop peer
   valgrind                                 # memory checks by hand
-  clang libclang-rt-14-dev                 # libFuzzer and clang's sanitizer runtimes
+  clang                                    # libFuzzer and clang's sanitizer runtimes
 )
+# clang's runtimes (libFuzzer, the sanitizers) come in a package named after its
+# major version: 14 on Debian 12, 19 on Debian 13. Ask the installed clang, or
+# else what apt would install as clang.
+clang_major() {
+  local v=""
+  if command -v clang >/dev/null 2>&1; then
+    v=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
+  fi
+  if [ -z "$v" ]; then
+    v=$(apt-cache depends clang 2>/dev/null | sed -n 's/.*Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -n1)
+  fi
+  echo "$v"
+}
 # Debian's own python3 needs python3-venv for `python3 -m venv`; pyenv and other
 # builds carry venv themselves.
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   packages+=(python3-venv)
+fi
+# ...and python3-dev for the headers the extension builds against.
+if ! python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h"))' >/dev/null 2>&1; then
+  packages+=(python3-dev)
+fi
+
+major=$(clang_major)
+if [ -z "$major" ] && [ "$(id -u)" -eq 0 ]; then
+  apt-get update -q >/dev/null 2>&1 || true
+  major=$(clang_major)
+fi
+if [ -n "$major" ]; then
+  packages+=("libclang-rt-$major-dev")
 fi
 
 missing=()

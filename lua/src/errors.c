@@ -30,7 +30,7 @@ void ltrk_push_error(lua_State *L, trk_status status, const trk_error *err)
 
     if (nqueue > TRK_ERROR_QUEUE_MAX)
         nqueue = TRK_ERROR_QUEUE_MAX;
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 10);
     lua_pushstring(L, name != NULL ? name : "unknown");
     lua_setfield(L, -2, "code");
     lua_pushstring(L, message != NULL ? message : "unknown error");
@@ -45,6 +45,10 @@ void ltrk_push_error(lua_State *L, trk_status status, const trk_error *err)
     lua_setfield(L, -2, "errno");
     lua_pushinteger(L, err != NULL ? (lua_Integer)err->verify_code : 0);
     lua_setfield(L, -2, "verify_code");
+    if (err != NULL && err->alert >= 0) {
+        lua_pushinteger(L, err->alert);
+        lua_setfield(L, -2, "alert");
+    }
     lua_createtable(L, nqueue, 0);
     for (i = 0; i < nqueue; i++) {
         lua_pushstring(L, err->queue[i]);

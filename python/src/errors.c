@@ -17,10 +17,10 @@ static PyObject *status_class[TRK_STATUS_COUNT];      /* strong; NULL: none */
 /* The attribute names shim_raise sets, interned once: PyObject_SetAttrString
  * interns its name on every call, which cost more than the rest of a raise. */
 enum { A_STATUS, A_REASON, A_LIBRARY, A_SSL_ERROR, A_ERRNO, A_ERRORS, A_VERIFY_CODE,
-       A_VERIFY_MESSAGE, A_COUNT };
+       A_VERIFY_MESSAGE, A_ALERT, A_COUNT };
 static const char *const attr_names[A_COUNT] = {
     "status", "reason", "library", "ssl_error", "errno", "errors", "verify_code",
-    "verify_message"};
+    "verify_message", "alert"};
 static PyObject *attr[A_COUNT];
 
 static const struct exc_spec {
@@ -106,7 +106,7 @@ set_attr(PyObject *obj, const char *name, PyObject *value)
 static int
 set_defaults(PyObject *cls)
 {
-    static const char *none_attrs[] = {"status", "reason", "library", NULL};
+    static const char *none_attrs[] = {"status", "reason", "library", "alert", NULL};
     PyObject *empty;
     int i;
 
@@ -139,7 +139,8 @@ shim_errors_init(PyObject *module)
         "Attributes: status (the core's status name, e.g. \"state\"), reason and\n"
         "library (OpenSSL's, or the core's own reason), ssl_error (SSL_get_error()\n"
         "value), errno (system error or None), errors (the queued OpenSSL error\n"
-        "lines). str() is one readable sentence.",
+        "lines), alert (the RFC 8446 code of the alert the peer sent, or None).\n"
+        "str() is one readable sentence.",
         PyExc_OSError, NULL);
     if (Error_class == NULL || set_defaults(Error_class) < 0)
         return -1;
@@ -282,7 +283,8 @@ shim_raise(trk_status status, const trk_error *err, const char *argname)
             (err->library[0] != '\0' && set_new(exc, A_LIBRARY, text(err->library)) < 0) ||
             (err->ssl_error != 0 &&
              set_new(exc, A_SSL_ERROR, PyLong_FromLong(err->ssl_error)) < 0) ||
-            (err->sys_errno != 0 && set_new(exc, A_ERRNO, PyLong_FromLong(err->sys_errno)) < 0))
+            (err->sys_errno != 0 && set_new(exc, A_ERRNO, PyLong_FromLong(err->sys_errno)) < 0) ||
+            (err->alert >= 0 && set_new(exc, A_ALERT, PyLong_FromLong(err->alert)) < 0))
             goto fail;
         if (status == TRK_VERIFY &&
             (set_new(exc, A_VERIFY_CODE, PyLong_FromLong(err->verify_code)) < 0 ||

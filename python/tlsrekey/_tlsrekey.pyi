@@ -31,6 +31,7 @@ class Error(OSError):
     library: str | None
     ssl_error: int
     errors: list[str] | tuple[str, ...]
+    alert: int | None
 
 class WantReadError(Error): ...
 class WantWriteError(Error): ...

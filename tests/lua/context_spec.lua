@@ -140,7 +140,8 @@ describe("contexts", function()
     local cctx, sctx = tlsrekey.pair_contexts()
     for i = 1, 3 do
       local c, s = tlsrekey.pair { client_ctx = cctx, server_ctx = sctx }
-      assert.equal("x25519", c:group())
+      assert.is_string(c:group()) -- OpenSSL's default: x25519, X25519MLKEM768 on 3.5
+      assert.equal(s:group(), c:group())
       c:key_update("requested")
       c:write("m" .. i)
       assert.equal("m" .. i, s:read())

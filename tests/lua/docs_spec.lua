@@ -64,6 +64,14 @@ local function actual()
   errors[2] = H.error_of(function()
     tlsrekey.pair { cafile = (tlsrekey.make_test_cert("localhost")) }
   end)
+  -- and one from the peer's alert (the field `alert` is there only then)
+  local ucctx = tlsrekey.context { mode = "client", cafile = (tlsrekey.make_test_cert()) }
+  local uc, us = ucctx:memory { server_hostname = "localhost" }, sctx:memory()
+  H.error_of(H.memory_handshake, uc, us)
+  us:feed(uc:drain())
+  errors[3] = H.error_of(function() us:do_handshake() end)
+  uc:close()
+  us:close()
   local fields = {}
   for _, e in ipairs(errors) do
     assert(tlsrekey.is_error(e), tostring(e))

@@ -79,6 +79,19 @@ describe("errors", function()
     H.raises("verify", function() c:write("x") end)
   end)
 
+  it("a_peer_alert_is_named_by_its_code", function()
+    local _, sctx = tlsrekey.pair_contexts()
+    local cctx = tlsrekey.context { mode = "client", cafile = (tlsrekey.make_test_cert()) }
+    local c, s = cctx:memory { server_hostname = "localhost" }, sctx:memory()
+    local first = H.error_of(H.memory_handshake, c, s)
+    assert.equal("verify", first.code)
+    assert.is_nil(first.alert) -- our own verdict, no peer's alert
+    s:feed(c:drain())
+    local err = H.raises("protocol", function() s:do_handshake() end)
+    assert.equal(48, err.alert) -- unknown_ca (RFC 8446 6.2), whatever the wording
+    assert.truthy(err.reason:find("unknown ca", 1, true), err.reason)
+  end)
+
   it("a_failed_call_leaves_nothing_for_the_next_one", function()
     local c1, s1 = tlsrekey.pair()
     H.raises("state", function() c1:renegotiate() end)

@@ -326,6 +326,9 @@ def test_our_server_renegotiates_s_client(s_client):
     reader = Concurrent(lambda: read_exactly(server, b"ping\n"))
     peer.wait_for(r"^hello$")
     peer.wait_for(sent("ClientHello"), count=2)   # s_client answered the request
+    # s_client 3.5 drops a line typed while its renegotiation is under way (3.0 sent
+    # it afterwards): type it once the new handshake is done.
+    peer.wait_for(received("Finished"), count=2)
     peer.send("ping")
     reader.result()
     peer.wait_for(received("HelloRequest"))   # -msg lines may trail the data
@@ -355,6 +358,6 @@ def test_our_server_refuses_s_client_renegotiation_by_default(s_client):
     # Our server refused with a warning no_renegotiation alert, which s_client
     # (an OpenSSL client) turned into a fatal handshake failure.
     peer.wait_for(r"^<<< .*, warning no_renegotiation$")
-    assert info.value.reason == "sslv3 alert handshake failure"
+    assert info.value.alert == 40                  # handshake_failure, from s_client
     assert server.stats["alerts_sent"] == 1 and server.stats["alerts_received"] == 1
     assert server.stats["renegotiations"] == 0

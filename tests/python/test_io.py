@@ -561,6 +561,9 @@ def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert
     works afterwards."""
     cert, key = test_cert
     a, b = socket.socketpair()
+    # A process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: install it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = tlsrekey.Context.server(cert, key).wrap(b)
         client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
@@ -578,5 +581,6 @@ def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert
         server.write(b"after the interrupt")
         assert client.read() == b"after the interrupt"
     finally:
+        signal.signal(signal.SIGINT, previous)
         a.close()
         b.close()
