@@ -62,7 +62,8 @@ LUA_MOD_ASAN := build/asan/lua/tlsrekey/core.so
 DEPS_STAMP := $(VENV)/.deps-stamp
 
 .PHONY: help deps build build-c build-python build-lua build-asan build-asan-c \
-        build-asan-python build-asan-lua test demo bench clean
+        build-asan-python build-asan-lua test test-other-debian test-pythons demo bench \
+        clean
 
 help:
 	@cat scripts/README-make.txt
@@ -147,6 +148,14 @@ $(LUA_MOD_ASAN): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
 # so a broken binding does not hide the results of the others.
 test: deps
 	+@$(PYTHON3) scripts/run_tests.py
+
+# The platform matrix alone: the whole suite in the other Debian, or the Python suite
+# under every CPython 3.10-3.13 found (both are also part of `make test`).
+test-other-debian: deps
+	+@$(PYTHON3) scripts/run_tests.py other-debian
+
+test-pythons: deps
+	+@$(PYTHON3) scripts/run_tests.py pythons
 
 # The build is quiet here (-s: no command lines; warnings still show).
 demo: deps

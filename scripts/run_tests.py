@@ -767,6 +767,9 @@ def main():
     suites = SUITES + platform_suites()
     os.makedirs(RESULTS, exist_ok=True)
     only = set(sys.argv[1:])          # e.g. `scripts/run_tests.py lua lua-asan`
+    if "pythons" in only:             # every py3.X suite of the matrix found here
+        only.discard("pythons")
+        only |= {k for k, _, _ in suites if k.startswith("py3.")}
     unknown = only - {k for k, _, _ in suites}
     if unknown:
         sys.exit("unknown suite(s): %s; known: %s"

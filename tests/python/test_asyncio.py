@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import ssl
+import sys
 
 import pytest
 
@@ -360,6 +361,11 @@ def test_interop_stdlib_client_with_tlsrekey_server(contexts, cert_files):
     run(main())
 
 
+@pytest.mark.xfail(sys.version_info < (3, 11), strict=True, reason=(
+    "Python 3.10's asyncio.sslproto: the client's write after the renegotiation meets "
+    "SSL_ERROR_WANT_READ and stays in the write backlog, which data_received never "
+    "retries (3.11 rewrote sslproto): b'two' leaves only with the next write. A "
+    "blocking ssl client on 3.10 and the asyncio client on 3.11+ pass."))
 def test_interop_tlsrekey_server_renegotiates_with_stdlib_client(contexts, cert_files):
     """TLS 1.2: our server's HelloRequest is followed by the stdlib client on its own
     (NOTES: Python's ssl module answers a HelloRequest without application code)."""

@@ -4,6 +4,7 @@ import ast
 import inspect
 import os
 import pathlib
+import re
 import pydoc
 import subprocess
 import sys
@@ -36,9 +37,15 @@ def test_version_strings():
 @pytest.mark.skipif(not (SOURCE_ROOT / "pyproject.toml").exists(),
                     reason="runs from a source tree only (reads pyproject.toml)")
 def test_version_matches_pyproject():
-    import tomllib
-    meta = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())
-    assert meta["project"]["version"] == tlsrekey.__version__
+    text = (SOURCE_ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:     # Python 3.10: the [project] table's version line
+        section = text.split("[project]", 1)[1].split("\n[", 1)[0]
+        version = re.search(r'^version\s*=\s*"([^"]+)"', section, re.M).group(1)
+    else:
+        version = tomllib.loads(text)["project"]["version"]
+    assert version == tlsrekey.__version__
 
 
 def public_members(cls):
@@ -136,6 +143,19 @@ def test_extension_stub_lists_every_method_and_property():
         assert at_runtime - in_stub == set(), cls.__name__
 
 
+def package_paths(PYTHONPATH=False):
+    """MYPYPATH (and PYTHONPATH) naming the package's directory when it is a source
+    tree; nothing for an installed package, which mypy and Python find by themselves
+    (and mypy refuses site-packages on MYPYPATH)."""
+    where = PKG_DIR.parent
+    if where.name == "site-packages":
+        return {}
+    paths = {"MYPYPATH": str(where)}
+    if PYTHONPATH:
+        paths["PYTHONPATH"] = str(where)
+    return paths
+
+
 def helper_env(**extra):
     """The environment for mypy. Under the sanitizer run it keeps the preloaded ASan
     runtime (stubtest imports our sanitized extension) but checks no leaks: mypy's
@@ -158,8 +178,7 @@ def mypy_available():
 @pytest.mark.skipif(not mypy_available(),
                     reason="mypy is not installed (the project venv has it)")
 def test_extension_stub_passes_stubtest(tmp_path):
-    where = str(PKG_DIR.parent)
-    env = helper_env(PYTHONPATH=where, MYPYPATH=where)
+    env = helper_env(**package_paths(PYTHONPATH=True))
     proc = subprocess.run([sys.executable, "-m", "mypy.stubtest", "tlsrekey._tlsrekey"],
                           cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -184,8 +203,7 @@ def test_typical_use_type_checks(tmp_path):
         "    conn.read()\n"
         "except tlsrekey.CertificateError as e:\n"
         "    code: int = e.verify_code\n")
-    where = str(PKG_DIR.parent)
-    env = helper_env(MYPYPATH=where)
+    env = helper_env(**package_paths())
     proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir",
                            str(tmp_path / "cache"), "--follow-imports=silent",
                            str(sample)],
