@@ -3,9 +3,12 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -461,10 +464,19 @@ trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *er
     trk__err_clear();
     BIO *bio = NULL;
     if (path != NULL) {
-        bio = BIO_new_file(path, "a");
-        if (bio == NULL)
-            return trk__fail_openssl(err, TRK_ARG, NULL,
+        /* The file holds traffic secrets: made readable by its owner only (an
+         * existing file keeps its mode), appended to, never inherited by a child. */
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return trk__fail(err, TRK_ARG, strerror(errno),
+                             "cannot open the key log file '%.200s': %s", path,
+                             strerror(errno));
+        bio = BIO_new_fd(fd, BIO_CLOSE);
+        if (bio == NULL) {
+            close(fd);
+            return trk__fail_openssl(err, TRK_NOMEM, NULL,
                                      "cannot open the key log file '%.200s'", path);
+        }
     }
     BIO_free(ctx->keylog);
     ctx->keylog = bio;

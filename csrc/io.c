@@ -368,7 +368,7 @@ static int nowait_io(trk_conn *c, void *buf, int len, int writing)
 {
     ssize_t r;
     if (!c->sock.notsock) {
-        r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT)
+        r = writing ? send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL)
                     : recv(c->fd, buf, (size_t)len, MSG_DONTWAIT);
         if (r >= 0 || errno != ENOTSOCK)
             return (int)r;
@@ -377,6 +377,21 @@ static int nowait_io(trk_conn *c, void *buf, int len, int writing)
         return -1;
     r = writing ? write(c->fd, buf, (size_t)len) : read(c->fd, buf, (size_t)len);
     return (int)r;
+}
+
+/* A socket is written with MSG_NOSIGNAL: a peer that closed makes the write fail
+ * with EPIPE, a "syscall" error, where write(2) would raise SIGPIPE, which kills a
+ * process that does not ignore it (lua5.4 does not, and pcall cannot catch it). An
+ * fd that is no socket (a pty) is written with write(2). */
+static int plain_write(trk_conn *c, const char *in, int inl)
+{
+    if (!c->sock.notsock) {
+        ssize_t r = send(c->fd, in, (size_t)inl, MSG_NOSIGNAL);
+        if (r >= 0 || errno != ENOTSOCK)
+            return (int)r;
+        c->sock.notsock = 1;
+    }
+    return (int)write(c->fd, in, (size_t)inl);
 }
 
 static int sock_read(BIO *b, char *out, int outl)
@@ -417,10 +432,16 @@ static int write_held(trk_conn *c, BIO *b, const char *in, int inl)
     struct iovec iov[2] = {{x->held, held}, {(void *)in, (size_t)inl}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     errno = 0;
-    ssize_t r = c->sock.nowait && !c->sock.notsock ? sendmsg(c->fd, &msg, MSG_DONTWAIT)
-                                                   : writev(c->fd, iov, 2);
-    if (r < 0 && c->sock.nowait && errno == ENOTSOCK) /* as nowait_io */
-        r = notsock_plain(c) ? writev(c->fd, iov, 2) : -1;
+    ssize_t r;
+    if (c->sock.notsock) {
+        r = c->sock.nowait && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
+    } else {
+        r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (c->sock.nowait ? MSG_DONTWAIT : 0));
+        if (r < 0 && errno == ENOTSOCK) { /* as nowait_io */
+            c->sock.notsock = 1;
+            r = c->sock.nowait && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
+        }
+    }
     if (r < 0) {
         if (BIO_sock_should_retry(-1))
             BIO_set_retry_write(b);
@@ -458,8 +479,7 @@ static int sock_write(BIO *b, const char *in, int inl)
         }
     }
     errno = 0;
-    int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1)
-                           : (int)write(c->fd, in, (size_t)inl);
+    int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1) : plain_write(c, in, inl);
     if (r <= 0 && BIO_sock_should_retry(r))
         BIO_set_retry_write(b);
     return r;

@@ -182,6 +182,16 @@ describe("contexts", function()
     assert.truthy(text:find("CLIENT_HANDSHAKE_TRAFFIC_SECRET", 1, true), text)
   end)
 
+  it("keylog_file_is_created_readable_by_its_owner_only", function()
+    local path = H.tmpname(".keys")
+    local c, s = tlsrekey.pair { keylog = path }
+    H.exchange(c, s, "x")
+    local p = assert(io.popen("stat -c %a " .. H.shell_quote(path)))
+    local mode = p:read("l")
+    p:close()
+    assert.equal("600", mode) -- it holds traffic secrets
+  end)
+
   it("tickets_cache_and_buffers_options_are_accepted", function()
     local c, s = tlsrekey.pair { num_tickets = 0, session_cache = false, release_buffers = true }
     assert.equal("x", H.exchange(c, s, "x"))

@@ -300,4 +300,38 @@ describe("the module", function()
     assert.equal("tlsrekey.connection", getmetatable(c).__name)
     assert.equal("tlsrekey.context", getmetatable(c:context()).__name)
   end)
+  it("a_write_to_a_closed_peer_never_raises_sigpipe", function()
+    -- lua5.4 does not ignore SIGPIPE (LuaSocket does once loaded: the child below
+    -- does not load it): a write(2) to a peer that closed would end the process by
+    -- signal 13, which pcall cannot catch.
+    local port = H.free_port()
+    local cpath, kpath = H.cert_files()
+    local server = H.spawn { "openssl", "s_server", "-accept", "127.0.0.1:" .. port,
+                             "-cert", cpath, "-key", kpath, "-naccept", "1" }
+    assert(server:wait_output("ACCEPT"), "s_server did not start:\n" .. server:output())
+    local script = ([[
+      local tlsrekey = require "tlsrekey"
+      local ctx = tlsrekey.context { mode = "client", cafile = %q }
+      local c = ctx:connect("127.0.0.1", %d, { server_hostname = "localhost", timeout = 5 })
+      c:do_handshake()
+      os.execute("kill %d; sleep 0.3")
+      local ok, err
+      for _ = 1, 100 do
+        ok, err = pcall(c.write, c, ("x"):rep(65536))
+        if not ok then break end
+      end
+      io.write(tostring(ok or err.code), " ", tostring(not ok and err.errno), "\n")
+    ]]):format(cpath, port, server.pid)
+    -- This process ignores SIGPIPE (LuaSocket), and children inherit that: give the
+    -- child the default action back.
+    local cmd = ("env --default-signal=PIPE %s -e %s 2>&1"):format(
+      H.shell_quote(os.getenv("LUA") or "lua5.4"), H.shell_quote(script))
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    assert.is_true(ok, ("the child ended by %s %s: %s"):format(how, code, out))
+    local name, errno = out:match("^(%S+) (%d+)")
+    assert.equal("syscall", name, out)
+    assert.is_true(errno == "32" or errno == "104", out) -- EPIPE, ECONNRESET
+  end)
 end)

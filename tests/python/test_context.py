@@ -4,6 +4,7 @@ import errno
 import os
 import pathlib
 import socket
+import stat
 
 import pytest
 
@@ -311,6 +312,25 @@ def test_keylog_file_gets_the_secrets(tmp_path):
     text = path.read_text()
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in text
     assert "CLIENT_TRAFFIC_SECRET_0" in text
+
+
+def test_keylog_file_is_created_readable_by_its_owner_only(tmp_path):
+    """It holds traffic secrets: 0600 whatever the umask allows, 0644 by default."""
+    path = tmp_path / "keys.log"
+    old = os.umask(0o022)
+    try:
+        c, s = tlsrekey.pair(keylog=path)
+    finally:
+        os.umask(old)
+    c.write(b"x")
+    assert s.read() == b"x"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # an existing file is appended to and keeps the mode its owner gave it
+    path.chmod(0o640)
+    before = path.read_text()
+    c, s = tlsrekey.pair(keylog=path)
+    assert path.read_text().startswith(before) and len(path.read_text()) > len(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 @pytest.mark.parametrize("env", ["set", "unset"])

@@ -5,6 +5,8 @@ import builtins
 import errno
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -301,3 +303,30 @@ def test_transport_failure_is_syscall_error_with_errno(socket_pair_factory):
             link.client.write(b"x" * 65536)
     assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
     assert info.value.reason == os.strerror(info.value.errno)
+
+
+def test_a_write_to_a_closed_peer_never_raises_sigpipe(tmp_path):
+    """A program that does not ignore SIGPIPE (Python does; lua5.4, C programs and
+    embedders may not) gets EPIPE as a SyscallError, not a dead process."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import signal, socket, threading, tlsrekey\n"
+        "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "cert, key = tlsrekey.make_test_cert()\n"
+        "a, b = socket.socketpair()\n"
+        "c = tlsrekey.Context.client(cert).wrap(a, server_hostname='localhost')\n"
+        "s = tlsrekey.Context.server(cert, key).wrap(b)\n"
+        "t = threading.Thread(target=s.do_handshake); t.start()\n"
+        "c.do_handshake(); t.join()\n"
+        "s.close(); b.close()\n"
+        "try:\n"
+        "    for _ in range(100):\n"
+        "        c.write(b'x' * 65536)\n"
+        "except tlsrekey.SyscallError as e:\n"
+        "    print('syscall', e.errno)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(tlsrekey.__file__)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout.split()[0] == "syscall"
+    assert int(proc.stdout.split()[1]) in (errno.EPIPE, errno.ECONNRESET)
