@@ -39,6 +39,8 @@ CORE_SRC := $(wildcard csrc/*.c)
 CORE_HDR := $(wildcard csrc/*.h)
 CORE_OBJ := $(CORE_SRC:csrc/%.c=build/obj/%.o)
 CORE_OBJ_ASAN := $(CORE_SRC:csrc/%.c=build/asan/obj/%.o)
+CORE_OBJ_TSAN := $(CORE_SRC:csrc/%.c=build/tsan/obj/%.o)
+TSAN := -fsanitize=thread -fno-omit-frame-pointer -g -O1
 
 # tests/c: each test_*.c is one program; any other .c there is a helper linked into
 # every test program; headers there are shared too.
@@ -47,6 +49,7 @@ C_HELPER_SRC := $(filter-out $(C_TEST_SRC),$(wildcard tests/c/*.c))
 C_TEST_HDR := $(wildcard tests/c/*.h)
 C_TESTS := $(C_TEST_SRC:tests/c/%.c=build/c/%)
 C_TESTS_ASAN := $(C_TEST_SRC:tests/c/%.c=build/asan/c/%)
+C_TESTS_TSAN := $(C_TEST_SRC:tests/c/%.c=build/tsan/c/%)
 
 EXT_SUFFIX := $(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 PY_SHIM := $(wildcard python/src/*.c python/src/*.h)
@@ -62,7 +65,7 @@ LUA_MOD_ASAN := build/asan/lua/tlsrekey/core.so
 DEPS_STAMP := $(VENV)/.deps-stamp
 
 .PHONY: help deps build build-c build-python build-lua build-asan build-asan-c \
-        build-asan-python build-asan-lua test test-other-debian test-pythons demo bench \
+        build-asan-python build-asan-lua build-tsan-c test test-other-debian test-pythons demo bench \
         clean
 
 help:
@@ -117,6 +120,18 @@ build/asan/obj/%.o: csrc/%.c $(CORE_HDR)
 build/asan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_ASAN) $(LIBS) -o $@
+
+# --- the C tests under ThreadSanitizer ---------------------------------------
+
+build-tsan-c: $(C_TESTS_TSAN)
+
+build/tsan/obj/%.o: csrc/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN) $(WARN) $(CORE_WERROR) -Icsrc -c $< -o $@
+
+build/tsan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_TSAN)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_TSAN) $(LIBS) -o $@
 
 # The ASan extension lives in its own complete package directory, so that
 # PYTHONPATH=build/asan/python imports it and never the normal build.

@@ -24,10 +24,14 @@ static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
 static void keylog_line(const SSL *ssl, const char *line)
 {
     trk_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    if (ctx == NULL || ctx->keylog == NULL)
+    if (ctx == NULL)
         return;
-    BIO_printf(ctx->keylog, "%s\n", line);
-    (void)BIO_flush(ctx->keylog);
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->keylog != NULL) {
+        BIO_printf(ctx->keylog, "%s\n", line);
+        (void)BIO_flush(ctx->keylog);
+    }
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -35,14 +39,28 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     trk_ctx *ctx = arg;
     unsigned char *sel = NULL;
+    int answer = SSL_TLSEXT_ERR_NOACK;
     (void)ssl;
-    if (ctx->alpn == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    if (SSL_select_next_proto(&sel, outlen, ctx->alpn, (unsigned int)ctx->alpn_len, in,
-                              inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->alpn != NULL) {
+        answer = SSL_TLSEXT_ERR_ALERT_FATAL;
+        if (SSL_select_next_proto(&sel, outlen, ctx->alpn, (unsigned int)ctx->alpn_len,
+                                  in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+            /* `sel` points into our list, which a setter may free once the lock is
+             * let go: answer with the same name in the client's list, which lives
+             * as long as OpenSSL needs the answer. */
+            for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
+                if (in[i] == *outlen && i + 1u + in[i] <= inlen &&
+                    memcmp(in + i + 1, sel, *outlen) == 0) {
+                    *out = in + i + 1;
+                    answer = SSL_TLSEXT_ERR_OK;
+                    break;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return answer;
 }
 
 static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err)
@@ -65,7 +83,8 @@ static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot create an SSL_CTX");
     }
     ctx->role = role;
-    ctx->refs = 1;
+    atomic_init(&ctx->refs, 1);
+    pthread_mutex_init(&ctx->lock, NULL);
     trk_rekey_policy_default(&ctx->policy);
     SSL_CTX *s = ctx->ssl_ctx;
     SSL_CTX_set_app_data(s, ctx);
@@ -105,16 +124,18 @@ trk_status trk_ctx_new_dtls(trk_role role, trk_ctx **out, trk_error *err)
 
 void trk_ctx_up_ref(trk_ctx *ctx)
 {
-    ctx->refs++;
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
 }
 
 void trk_ctx_free(trk_ctx *ctx)
 {
-    if (ctx == NULL || --ctx->refs > 0)
+    /* the last reference sees every write made through the others (acq_rel) */
+    if (ctx == NULL || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) > 1)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     BIO_free(ctx->keylog);
     free(ctx->alpn);
+    pthread_mutex_destroy(&ctx->lock);
     free(ctx);
     trk__err_clear();
 }
@@ -423,9 +444,12 @@ trk_status trk_ctx_set_alpn(trk_ctx *ctx, const char *const *protos, size_t n,
         free(wire);
         return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot set ALPN");
     }
-    free(ctx->alpn);
+    pthread_mutex_lock(&ctx->lock);
+    unsigned char *old = ctx->alpn;
     ctx->alpn = wire;
     ctx->alpn_len = total;
+    pthread_mutex_unlock(&ctx->lock);
+    free(old);
     return TRK_OK;
 }
 
@@ -478,8 +502,11 @@ trk_status trk_ctx_set_keylog_file(trk_ctx *ctx, const char *path, trk_error *er
                                      "cannot open the key log file '%.200s'", path);
         }
     }
-    BIO_free(ctx->keylog);
+    pthread_mutex_lock(&ctx->lock);
+    BIO *old = ctx->keylog;
     ctx->keylog = bio;
+    pthread_mutex_unlock(&ctx->lock);
+    BIO_free(old);
     SSL_CTX_set_keylog_callback(ctx->ssl_ctx, bio ? keylog_line : NULL);
     return TRK_OK;
 }

@@ -15,6 +15,9 @@
 
 #include "tlsrekey.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -30,8 +33,13 @@ static inline void trk__err_clear(void)
 struct trk_ctx {
     SSL_CTX *ssl_ctx;
     trk_role role;
-    int refs;                 /* the caller's, plus one per connection */
+    /* The caller's, plus one per connection. Connections of one context live in
+     * any threads (tlsrekey.h): taken and dropped atomically. */
+    atomic_int refs;
     int check_hostname;
+    /* What OpenSSL's callbacks read during handshakes on any thread, while a setter
+     * may replace it on another: under `lock`. */
+    pthread_mutex_t lock;
     unsigned char *alpn;      /* wire format, for the server's selection callback */
     size_t alpn_len;
     BIO *keylog;              /* append-mode file, or NULL */

@@ -14,9 +14,12 @@
  *    is left untouched, so the hot path never pays for it. `err` may be NULL.
  *  - The OpenSSL error queue of the calling thread is empty when a trk_ function
  *    returns, whatever the outcome: errors never leak into the next call.
- *  - Nothing here is locked. One connection (and both ends of a trk_pair together)
- *    must be driven by one thread at a time; the shims serialise. Distinct connections
- *    may be used from distinct threads at once.
+ *  - One connection (and both ends of a trk_pair together) must be driven by one
+ *    thread at a time; the shims serialise. Distinct connections may be used from
+ *    distinct threads at once, also when they share contexts: a context's reference
+ *    count is atomic, and what its callbacks read during handshakes (ALPN list, key
+ *    log) is locked against the setters. The other context setters change OpenSSL's
+ *    SSL_CTX and must not run while another thread makes a connection from it.
  *  - The core never stores interpreter objects: callbacks get a `void *`.
  */
 #ifndef TLSREKEY_H

@@ -400,6 +400,28 @@ def suite_c_asan(res, log):
         check_sanitizer_reports(res, reports, out)
 
 
+def suite_c_tsan(res, log):
+    """The C tests under ThreadSanitizer: test_threads shares contexts between eight
+    threads; the others run servers and relays in threads. Any report fails."""
+    if make("build-tsan-c", res, log):
+        reports = os.path.join(RESULTS, "tsan-c")
+        shutil.rmtree(reports, ignore_errors=True)
+        os.makedirs(reports)
+        env = dict(os.environ)
+        env["TSAN_OPTIONS"] = ":".join(["halt_on_error=0", "second_deadlock_stack=1",
+                                        "log_path=" + os.path.join(reports, "tsan")])
+        out = count_c_tests(res, c_binaries("build/tsan/c"), env, log, LIMIT_C * 3)
+        for path in sorted(glob.glob(os.path.join(reports, "*"))):
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if "ThreadSanitizer" in text:
+                say("--- ThreadSanitizer report %s ---" % rel(path))
+                say(text[:20000])
+                res.problem("ThreadSanitizer report in %s" % rel(path))
+        if "WARNING: ThreadSanitizer" in out:
+            res.problem("ThreadSanitizer report in the output (see the log)")
+
+
 def python_asan_env(report_dir):
     env = sanitizer_env(report_dir, "tests/sanitizers/lsan-python.supp")
     # pymalloc keeps objects in its own mmap'ed arenas, which LeakSanitizer does
@@ -750,6 +772,7 @@ SUITES = [
     ("lua", "Lua (busted)", suite_lua),
     ("interop", "Interop matrix (pytest tests/interop)", suite_interop),
     ("c-asan", "C core tests, ASan+UBSan", suite_c_asan),
+    ("c-tsan", "C core tests, ThreadSanitizer", suite_c_tsan),
     ("python-asan", "Python, ASan+UBSan", suite_python_asan),
     ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
     ("interop-asan", "Interop matrix, ASan+UBSan (less the in-process pyOpenSSL)",
@@ -782,7 +805,8 @@ def main():
     # again inside its own suite, which then counts it.
     jobs = [] if re.search(r"-j|jobserver", os.environ.get("MAKEFLAGS", "")) else ["-j2"]
     banner("build")
-    run(["make", "--no-print-directory", "-k"] + jobs + ["build", "build-asan"], prebuild)
+    run(["make", "--no-print-directory", "-k"] + jobs + ["build", "build-asan", "build-tsan-c"],
+        prebuild)
     results = []
     for key, title, fn in suites:
         if only and key not in only:

@@ -1010,9 +1010,9 @@ static void *relay_run(void *p)
             ssize_t n = recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT);
             if (n < 0)
                 continue; /* e.g. ECONNREFUSED from an earlier send */
-            int index = r->count[i]++;
+            int index = __atomic_fetch_add(&r->count[i], 1, __ATOMIC_ACQ_REL);
             if (r->drop != NULL && r->drop(i, index)) {
-                r->dropped[i]++;
+                __atomic_fetch_add(&r->dropped[i], 1, __ATOMIC_RELAXED);
                 continue;
             }
             send(i == 0 ? r->b : r->a, buf, (size_t)n, 0);
@@ -1057,7 +1057,7 @@ static int drop_app_datagram;
 static int (*drop_handshake)(int dir, int index);
 static int drop_handshake_and_one_datagram(int dir, int index)
 {
-    if (dir == 0 && index == drop_app_datagram)
+    if (dir == 0 && index == __atomic_load_n(&drop_app_datagram, __ATOMIC_ACQUIRE))
         return 1;
     return drop_handshake(dir, index);
 }
@@ -1083,8 +1083,9 @@ static void run_lossy(double initial_timeout, double client_timeout,
     CHECK_STATUS(trk_conn_new_fd(cctx, cfd, client_timeout, "localhost", &c, &e), TRK_OK,
                  &e);
     CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_OK, &e);
-    int handshake_datagrams = r.count[0];
-    drop_app_datagram = handshake_datagrams; /* the next one the client sends */
+    int handshake_datagrams = __atomic_load_n(&r.count[0], __ATOMIC_ACQUIRE);
+    /* the next one the client sends (the relay thread reads it) */
+    __atomic_store_n(&drop_app_datagram, handshake_datagrams, __ATOMIC_RELEASE);
     CHECK_STATUS(trk_conn_write(c, "lost", 4, &n, &e), TRK_OK, &e);
     CHECK(d_send(c, NULL, "kept"));
     CHECK(d_recv(c, "kept")); /* "lost" never arrives, nor is it resent */

@@ -15,29 +15,36 @@
 /* The write(2)s made on one fd, counted: this program's own write and writev (and
  * send/sendmsg, which the try calls use) stand in for libc's for every caller in
  * it, OpenSSL and the core included, and pass each call on to the kernel. */
+/* Other threads (an echo server) write too: the count is atomic. */
 static int watched_fd = -1, writes_seen;
+
+static void count_write(int fd)
+{
+    if (fd == __atomic_load_n(&watched_fd, __ATOMIC_RELAXED))
+        __atomic_fetch_add(&writes_seen, 1, __ATOMIC_RELAXED);
+}
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
-    writes_seen += fd == watched_fd;
+    count_write(fd);
     return syscall(SYS_write, fd, buf, n);
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-    writes_seen += fd == watched_fd;
+    count_write(fd);
     return syscall(SYS_writev, fd, iov, cnt);
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-    writes_seen += fd == watched_fd;
+    count_write(fd);
     return syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    writes_seen += fd == watched_fd;
+    count_write(fd);
     return syscall(SYS_sendmsg, fd, msg, flags);
 }
 
@@ -374,15 +381,15 @@ TEST(test_key_update_leaves_with_the_data_in_one_write)
     size_t n, len;
     static unsigned char wire[65536], buf[100];
     REQUIRE(hand_fed_setup(&h));
-    watched_fd = h.sv[0];
+    __atomic_store_n(&watched_fd, h.sv[0], __ATOMIC_RELAXED);
     for (int round = 0; round < 3; round++) {
-        writes_seen = 0;
+        __atomic_store_n(&writes_seen, 0, __ATOMIC_RELAXED);
         CHECK_STATUS(trk_conn_key_update(h.c, round == 1 ? TRK_KEY_UPDATE_REQUESTED
                                                           : TRK_KEY_UPDATE_NOT_REQUESTED,
                                          0, &e),
                      TRK_OK, &e);
         CHECK_STATUS(trk_conn_write(h.c, "hello", 5, &n, &e), TRK_OK, &e);
-        CHECK(n == 5 && writes_seen == 1);
+        CHECK(n == 5 && __atomic_load_n(&writes_seen, __ATOMIC_RELAXED) == 1);
         len = (size_t)read(h.sv[1], wire, sizeof wire);
         CHECK(len == 27 + 27); /* KeyUpdate and the 5 bytes: 5 header + 5 + 1 type + 16 tag each */
         CHECK_STATUS(trk_conn_feed(h.s, wire, len, &e), TRK_OK, &e);
@@ -397,10 +404,10 @@ TEST(test_key_update_leaves_with_the_data_in_one_write)
             CHECK(n == 2 && u_stats(h.c).key_updates_received == 1);
         }
     }
-    writes_seen = 0; /* nothing scheduled: a write is one record, one write(2) */
+    __atomic_store_n(&writes_seen, 0, __ATOMIC_RELAXED); /* nothing scheduled: a write is one record, one write(2) */
     CHECK_STATUS(trk_conn_write(h.c, "plain", 5, &n, &e), TRK_OK, &e);
-    CHECK(writes_seen == 1 && read(h.sv[1], wire, sizeof wire) == 27);
-    watched_fd = -1;
+    CHECK(__atomic_load_n(&writes_seen, __ATOMIC_RELAXED) == 1 && read(h.sv[1], wire, sizeof wire) == 27);
+    __atomic_store_n(&watched_fd, -1, __ATOMIC_RELAXED);
     hand_fed_free(&h);
 }
 

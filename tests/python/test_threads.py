@@ -399,3 +399,71 @@ def test_a_small_write_waiting_on_a_full_socket_lets_other_threads_run(test_cert
         assert sum(sent) == got == 100000 * len(message)
     finally:
         link.close()
+
+
+# -- threads sharing contexts -------------------------------------------------------
+
+def test_threads_sharing_contexts_create_use_and_free_connections(test_cert):
+    """Eight threads make pairs from the same two contexts, use them and drop them:
+    every pair takes a reference on each context (with the GIL released), every
+    drop gives it back. The count must stay exact, or a context is freed under a
+    connection still using it."""
+    cert, key = test_cert
+    server_ctx = tlsrekey.Context.server(cert, key, alpn=["h2", "http/1.1"])
+    client_ctx = tlsrekey.Context.client(cert, alpn=["http/1.1"])
+
+    def worker(n):
+        for i in range(150):
+            client, server = tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx)
+            assert client.alpn == "http/1.1"
+            if i % 5 == 0:
+                client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+            data = tagged(n, i)
+            client.write(data)
+            assert server.read(len(data)) == data
+            if i % 2:
+                client.close()
+            del client, server
+
+    threads = Threads()
+    for n in range(8):
+        threads.start(worker, n)
+    threads.join()
+    # both contexts are still whole
+    client, server = tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx)
+    client.write(b"after")
+    assert server.read() == b"after"
+
+
+def test_a_context_setter_racing_handshakes_on_other_threads(test_cert, tmp_path):
+    """The ALPN list and the key log, read by OpenSSL's callbacks during handshakes,
+    are replaced from another thread meanwhile."""
+    cert, key = test_cert
+    server_ctx = tlsrekey.Context.server(cert, key, alpn=["a", "b"])
+    client_ctx = tlsrekey.Context.client(cert, alpn=["b"])
+    stop = threading.Event()
+
+    def setter():
+        i = 0
+        while not stop.is_set():
+            # the setters the keyword arguments use (and the ssl facade will)
+            server_ctx._set_alpn(["b", "x%d" % i] if i % 2 else ["a", "b"])
+            server_ctx._set_keylog(str(tmp_path / ("k%d.log" % (i % 3))))
+            i += 1
+
+    def worker(n):
+        for _ in range(100):
+            client, server = tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx)
+            assert client.alpn == "b"
+            del client, server
+
+    threads = Threads()
+    threads.start(setter)
+    for n in range(4):
+        threads.start(worker, n)
+    try:
+        for t in threads.threads[1:]:
+            t.join(JOIN)
+    finally:
+        stop.set()
+    threads.join()
