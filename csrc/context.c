@@ -63,6 +63,21 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return answer;
 }
 
+void trk__sid_ctx_for(int verify_mode, int accept_any, unsigned char *out, unsigned *len)
+{
+    int m = verify_mode & (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+    *len = (unsigned)snprintf((char *)out, SSL_MAX_SID_CTX_LENGTH, "tlsrekey/verify=%d%s",
+                              m, accept_any ? "/any" : "");
+}
+
+static void ctx_sid_for_verify(trk_ctx *ctx, int verify_mode)
+{
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    unsigned len;
+    trk__sid_ctx_for(verify_mode, 0, sid, &len);
+    SSL_CTX_set_session_id_context(ctx->ssl_ctx, sid, len);
+}
+
 static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err)
 {
     trk__err_clear();
@@ -99,8 +114,7 @@ static trk_status ctx_new(trk_role role, int dtls, trk_ctx **out, trk_error *err
         ctx->check_hostname = 1;
     } else {
         SSL_CTX_set_verify(s, SSL_VERIFY_NONE, NULL);
-        static const unsigned char sid[] = "tlsrekey";
-        SSL_CTX_set_session_id_context(s, sid, sizeof sid - 1);
+        ctx_sid_for_verify(ctx, SSL_VERIFY_NONE);
         SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
     }
     if (dtls && !trk__dtls_ctx_init(ctx)) {
@@ -368,6 +382,8 @@ trk_status trk_ctx_set_verify(trk_ctx *ctx, trk_verify_mode mode, trk_error *err
                          (int)mode);
     }
     SSL_CTX_set_verify(ctx->ssl_ctx, flags, NULL);
+    if (ctx->role == TRK_SERVER)
+        ctx_sid_for_verify(ctx, flags);
     return TRK_OK;
 }
 

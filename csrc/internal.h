@@ -30,6 +30,15 @@ static inline void trk__err_clear(void)
         ERR_clear_error();
 }
 
+/*
+ * A server's session id context names the client-certificate check its sessions
+ * were made under (verify mode, and whether any certificate was accepted unverified).
+ * OpenSSL resumes a session only where the context matches, and a resumed handshake
+ * asks for no certificate: so a session is never resumed where the check is
+ * stricter, or merely different, than the one that made it (context.c).
+ */
+void trk__sid_ctx_for(int verify_mode, int accept_any, unsigned char *out, unsigned *len);
+
 struct trk_ctx {
     SSL_CTX *ssl_ctx;
     trk_role role;

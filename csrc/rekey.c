@@ -190,8 +190,13 @@ trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
                          "certificates");
     int mode = SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
     SSL_set_verify(conn->ssl, mode, verify ? NULL : accept_any);
-    /* A resumed handshake asks for no certificate, and OpenSSL clients resume when
-     * a server renegotiates: the next handshake on this connection must be full. */
+    /* A resumed handshake asks for no certificate. Sessions made under another
+     * check are not resumed here (internal.h, trk__sid_ctx_for), and OpenSSL
+     * clients resume when a server renegotiates: that handshake must be full. */
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    unsigned len;
+    trk__sid_ctx_for(mode, !verify, sid, &len);
+    SSL_set_session_id_context(conn->ssl, sid, len);
     SSL_set_options(conn->ssl, SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
     return TRK_OK;
 }
