@@ -76,6 +76,13 @@ static unsigned long take_queue(trk_error *err)
     const char *file, *func, *data;
     int line, flags;
 
+    /* Inside an event callback the queue below the mark is the failing call's
+     * (internal.h, trk__in_event): this failure takes nothing from it. */
+    if (trk__in_event > 0) {
+        trk__err_clear_getter();
+        return 0;
+    }
+
     while ((code = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
         if (first == 0) {
             first = code;
@@ -112,7 +119,7 @@ static void vformat(trk_error *err, const char *fmt, va_list ap)
 trk_status trk__fail(trk_error *err, trk_status status, const char *reason,
                      const char *fmt, ...)
 {
-    trk__err_clear();
+    trk__err_clear_getter(); /* inside an event callback: not the failing call's */
     if (err == NULL)
         return status;
     reset(err, status);

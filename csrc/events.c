@@ -90,12 +90,20 @@ trk_rare_counters *trk__rare(trk_conn *conn)
     return x != NULL ? &x->rare : NULL;
 }
 
+_Thread_local int trk__in_event;
+
 static void emit(trk_conn *c, trk_event *ev)
 {
     if (c->x == NULL || c->x->event_fn == NULL)
         return;
     ev->name = event_names[ev->type];
-    if (c->x->event_fn(c->x->event_ud, c, ev) != 0)
+    /* the queue as the failing call left it is what its error will report */
+    ERR_set_mark();
+    trk__in_event++;
+    int failed = c->x->event_fn(c->x->event_ud, c, ev) != 0;
+    trk__in_event--;
+    ERR_pop_to_mark();
+    if (failed)
         c->callback_failed = 1;
 }
 

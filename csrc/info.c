@@ -143,7 +143,7 @@ trk_status trk_conn_peer_certificate(const trk_conn *conn, trk_cert_info *info,
                                      unsigned char **der, size_t *der_len,
                                      trk_error *err)
 {
-    trk__err_clear();
+    trk__err_clear_getter();
     *der = NULL;
     *der_len = 0;
     if (conn == NULL || conn->ssl == NULL)
@@ -176,7 +176,7 @@ trk_status trk_conn_peer_certificate(const trk_conn *conn, trk_cert_info *info,
         san_line(cert, info->san, sizeof info->san);
     }
     X509_free(cert);
-    trk__err_clear();
+    trk__err_clear_getter();
     *der = buf;
     *der_len = (size_t)n;
     return TRK_OK;
@@ -187,7 +187,7 @@ trk_status trk_conn_export_keying_material(const trk_conn *conn, unsigned char *
                                            const unsigned char *context,
                                            size_t context_len, trk_error *err)
 {
-    trk__err_clear();
+    trk__err_clear_getter();
     if (conn == NULL || conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "export_keying_material: the connection is closed");

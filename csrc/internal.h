@@ -31,6 +31,25 @@ static inline void trk__err_clear(void)
 }
 
 /*
+ * An event callback runs inside an OpenSSL call of the core, whose failure may
+ * already be queued (a failed verification, before its alert goes out). What a
+ * callback calls must leave that queue alone: events.c marks the queue around the
+ * callback (trk__in_event counts the nesting on this thread), and the calls a
+ * callback may make (the getters) empty only what lies above the mark.
+ */
+extern _Thread_local int trk__in_event;
+
+static inline void trk__err_clear_getter(void)
+{
+    if (trk__in_event > 0) {
+        ERR_pop_to_mark();
+        ERR_set_mark();
+    } else {
+        trk__err_clear();
+    }
+}
+
+/*
  * A server's session id context names the client-certificate check its sessions
  * were made under (verify mode, and whether any certificate was accepted unverified).
  * OpenSSL resumes a session only where the context matches, and a resumed handshake

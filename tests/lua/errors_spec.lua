@@ -58,6 +58,20 @@ describe("errors", function()
     assert.equal("x", H.exchange(c, s, "x"))
   end)
 
+  it("a_getter_in_an_event_callback_keeps_the_failing_calls_error", function()
+    local cctx, sctx = tlsrekey.pair_contexts()
+    local c, s = cctx:memory { server_hostname = "wrong.example" }, sctx:memory()
+    local seen = {}
+    c:on_event(function(ev)
+      c:peer_certificate() -- read while the failure is already queued
+      seen[ev.name] = true
+    end)
+    local err = H.error_of(H.memory_handshake, c, s)
+    assert.equal("verify", err.code, tostring(err))
+    assert.equal(62, err.verify_code) -- X509_V_ERR_HOSTNAME_MISMATCH
+    assert.is_true(seen.alert_sent) -- the getter ran mid-failure
+  end)
+
   it("hostname_mismatch_is_a_verify_error", function()
     local cctx, sctx = tlsrekey.pair_contexts()
     local err = H.raises("verify", function() core.pair(cctx, sctx, "example.org") end)

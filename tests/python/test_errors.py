@@ -126,6 +126,24 @@ def test_hostname_mismatch_is_certificate_error(test_cert):
     assert info.value.verify_code == 62                # X509_V_ERR_HOSTNAME_MISMATCH
 
 
+def test_a_getter_in_an_event_callback_keeps_the_failing_calls_error(test_cert):
+    """peer_certificate read from an event callback while the handshake fails on a
+    host name mismatch: the failure is still the certificate error, not a
+    transport error that lost its reason."""
+    client = tlsrekey.Context.client(test_cert[0]).memory("wrong.example")
+    server = tlsrekey.Context.server(*test_cert).memory()
+    seen = []
+
+    def look(event):
+        client.peer_certificate          # read while the failure is already queued
+        seen.append(event["name"])
+    client.set_event_callback(look)
+    with pytest.raises(tlsrekey.CertificateError, match="hostname mismatch") as info:
+        memory_handshake(client, server)
+    assert info.value.verify_code == 62                # X509_V_ERR_HOSTNAME_MISMATCH
+    assert "alert_sent" in seen                        # the getter ran mid-failure
+
+
 def test_fatal_error_is_remembered_in_memory(test_cert, other_cert):
     client, server, first = untrusted_memory_handshake(test_cert, other_cert[0])
     for call in (client.do_handshake, client.read, lambda: client.write(b"x"),
