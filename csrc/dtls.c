@@ -400,6 +400,14 @@ trk_status trk__dtls_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
     return TRK_OK;
 }
 
+int trk__dtls_stash_put(trk_conn *c, const void *data, size_t len)
+{
+    trk_conn_extra *x = trk__extra(c);
+    if (x != NULL && x->dstash == NULL)
+        x->dstash = calloc(1, sizeof *x->dstash);
+    return x != NULL && x->dstash != NULL && trk__dq_push(x->dstash, data, len);
+}
+
 int trk__dtls_read_to_stash(trk_conn *p)
 {
     unsigned char buf[DTLS_MAX_PLAINTEXT];

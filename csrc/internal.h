@@ -381,6 +381,8 @@ trk_status trk__dtls_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
 /* A pair end reads one record on behalf of its peer into its datagram stash:
  * SSL_read_ex's return. */
 int trk__dtls_read_to_stash(trk_conn *p);
+/* Keeps one datagram for c's next read, behind those it keeps already; 0: no memory. */
+int trk__dtls_stash_put(trk_conn *c, const void *data, size_t len);
 /* Seconds until the retransmission timer fires: 1 and *seconds (>= 0) while one
  * runs, else 0. */
 int trk__dtls_timer(trk_conn *conn, double *seconds);

@@ -189,7 +189,9 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
     } else {
         /* An event callback failed during a read that got data: the call reports the
          * failure and the data waits for the next read, never lost. */
-        if (st == TRK_CALLBACK && *n > 0 && !trk__stash_put(conn, buf, *n))
+        /* (DTLS: as the datagram it was, where a DTLS end keeps what it has) */
+        if (st == TRK_CALLBACK && *n > 0 &&
+            !(conn->dtls ? trk__dtls_stash_put(conn, buf, *n) : trk__stash_put(conn, buf, *n)))
             st = trk__fail(err, TRK_NOMEM, "out of memory",
                            "read: cannot keep the data read");
         *n = 0;

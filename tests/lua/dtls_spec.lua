@@ -175,6 +175,22 @@ describe("DTLS over the in-memory pair", function()
     assert.truthy(tostring(c):find("DTLSv1.2", 1, true))
   end)
 
+  it("dtls_pair_keeps_the_datagram_of_a_read_whose_callback_failed", function()
+    local c, s = dtls_pair()
+    s:write("first")
+    assert.same({ nil, "want_read" }, { s:read() }) -- moves the client: "first" kept
+    assert.equal("first", c:read())
+    c:on_event(function(ev) error("boom " .. ev.name) end)
+    s:renegotiate()
+    s:write("payload")
+    local err = H.error_of(c.read, c)
+    assert.truthy(tostring(err):find("hello_request_received", 1, true), tostring(err))
+    c:on_event(nil)
+    assert.equal(7, c:pending())
+    assert.equal("payload", c:read())
+    assert.equal(0, c:pending())
+  end)
+
   it("dtls_pair_keeps_datagram_boundaries", function()
     local c, s = dtls_pair()
     for _, m in ipairs { "one", "datagram", "at", "a", "time" } do c:write(m) end

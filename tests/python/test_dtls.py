@@ -335,6 +335,28 @@ def test_dtls_pair_handshake():
     assert tls_client.get_timeout() is None and tls_client.data_mtu == 0
 
 
+def test_dtls_pair_keeps_the_datagram_of_a_read_whose_callback_failed():
+    """The datagram a read got when an event callback failed waits for the next
+    read, also on an end that already keeps datagrams read on its behalf."""
+    client, server = dtls_pair()
+    server.write(b"first")
+    with pytest.raises(tlsrekey.WantReadError):
+        server.read()                    # moves the client: "first" kept for it
+    assert client.read() == b"first"
+
+    def boom(event):
+        raise RuntimeError(event["name"])
+    client.set_event_callback(boom)
+    server.renegotiate()
+    server.write(b"payload")
+    with pytest.raises(RuntimeError, match="hello_request_received"):
+        client.read()
+    client.set_event_callback(None)
+    assert client.pending() == 7
+    assert client.read() == b"payload"
+    assert client.pending() == 0
+
+
 def test_dtls_pair_keeps_datagram_boundaries():
     client, server = dtls_pair()
     messages = [b"one", b"datagram", b"at", b"a", b"time"]
