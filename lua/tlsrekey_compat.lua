@@ -94,6 +94,63 @@ function M.newcontext(params)
   return ctx
 end
 
+-- What arrived and was not received yet: the chunks as they came (head is the
+-- first, `off` bytes of it already taken), so that receiving a long line or many
+-- short ones costs time in proportion to the bytes, never to their square. `scan`:
+-- the bytes already searched for a line end, not searched again.
+local Buffer = {}
+Buffer.__index = Buffer
+
+local function new_buffer()
+  return setmetatable({ parts = {}, head = 1, tail = 0, off = 0, len = 0, scan = 0 },
+                      Buffer)
+end
+
+function Buffer:add(s)
+  self.tail = self.tail + 1
+  self.parts[self.tail] = s
+  self.len = self.len + #s
+end
+
+--- The offset of the first "\n" from the start of what is buffered, or nil.
+function Buffer:find_newline()
+  local pos = 0
+  for i = self.head, self.tail do
+    local p = self.parts[i]
+    local first = i == self.head and self.off or 0
+    local avail = #p - first
+    if pos + avail > self.scan then
+      local from = first + math.max(0, self.scan - pos) + 1
+      local at = p:find("\n", from, true)
+      if at then return pos + at - first end
+    end
+    pos = pos + avail
+  end
+  self.scan = self.len
+  return nil
+end
+
+--- Takes the first n bytes (n <= len) out.
+function Buffer:take(n)
+  local out = {}
+  while n > 0 do
+    local p = self.parts[self.head]
+    local avail = #p - self.off
+    if avail <= n then
+      out[#out + 1] = self.off == 0 and p or p:sub(self.off + 1)
+      self.parts[self.head] = nil
+      self.head, self.off = self.head + 1, 0
+      n, self.len = n - avail, self.len - avail
+    else
+      out[#out + 1] = p:sub(self.off + 1, self.off + n)
+      self.off, self.len, n = self.off + n, self.len - n, 0
+    end
+  end
+  if self.head > self.tail then self.head, self.tail, self.off = 1, 0, 0 end
+  self.scan = 0
+  return table.concat(out)
+end
+
 --- tlsrekey_compat.wrap(sock, ctx_or_params [, opts]) -> connection | nil, message
 -- Wraps a connected LuaSocket tcp object with a tlsrekey context (or LuaSec
 -- parameters, see newcontext). opts.server_hostname (or conn:sni(name) before the
@@ -109,7 +166,7 @@ function M.wrap(sock, ctx, opts)
     if not ctx then return nil, err end
   end
   local self = setmetatable({
-    sock = sock, ctx = ctx, buf = "", timeout = nil, wants = "nothing",
+    sock = sock, ctx = ctx, buf = new_buffer(), timeout = nil, wants = "nothing",
     hostname = opts and opts.server_hostname or nil,
   }, WrappedMT)
   -- The socket's own timeout is the starting point, as a LuaSec object inherits it.
@@ -177,7 +234,7 @@ local function fill(self, deadline)
     local ok, data, want = pcall(conn.read, conn)
     if not ok then return nil, io_error(self, data) end
     if data then
-      self.buf = self.buf .. data
+      self.buf:add(data)
       self.wants = "nothing"
       return true
     end
@@ -239,23 +296,21 @@ function Wrapped:receive(pattern, prefix)
   elseif pattern == "*a" or pattern == "a" then kind = "a"
   else error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
 
+  local buf = self.buf
   while true do
-    local buf = self.buf
     if kind == "l" then
-      local nl = buf:find("\n", 1, true)
+      local nl = buf:find_newline()
       if nl then
-        self.buf = buf:sub(nl + 1)
-        return prefix .. strip_cr(buf:sub(1, nl - 1))
+        local line = buf:take(nl)
+        return prefix .. strip_cr(line:sub(1, -2))
       end
-    elseif kind == "n" and #buf >= want then
-      self.buf = buf:sub(want + 1)
-      return prefix .. buf:sub(1, want)
+    elseif kind == "n" and buf.len >= want then
+      return prefix .. buf:take(want)
     end
     local ok, err = fill(self, deadline)
     if not ok then
       -- What arrived belongs to the caller now, as LuaSocket hands it over.
-      local partial = self.buf
-      self.buf = ""
+      local partial = buf:take(buf.len)
       if kind == "a" and err == "closed" then return prefix .. partial end
       if kind == "l" then partial = strip_cr(partial) end
       return nil, err, prefix .. partial
@@ -330,7 +385,7 @@ function Wrapped:getfd() return self.sock:getfd() end
 
 --- conn:dirty() -> true when data can be received without waiting on the socket.
 function Wrapped:dirty()
-  if #self.buf > 0 then return true end
+  if self.buf.len > 0 then return true end
   return self.conn ~= nil and not self.closed and self.conn:pending() > 0
 end
 

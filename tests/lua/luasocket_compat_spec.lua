@@ -111,6 +111,23 @@ describe("tlsrekey_compat over a TCP socket pair", function()
     assert.equal("third", c:receive())            -- "*l" is the default
   end)
 
+  it("receive_takes_lines_and_counts_across_records_in_any_mix", function()
+    -- The buffer keeps the records as they came: a 1 MiB line spread over many
+    -- records, and thousands of short lines inside one record, in one stream.
+    local c, s = wrapped_pair()
+    local long = ("L"):rep(1024 * 1024 - 3)
+    local shorts = {}
+    for i = 1, 3000 do shorts[i] = tostring(i) end
+    local text = long .. "\r\n" .. table.concat(shorts, "\n") .. "\nabcdefgh"
+    -- 1 MiB fits the loopback socket's buffers: send it all, then receive
+    assert.equal(#text, s:send(text))
+    local step = function(pattern) return assert(c:receive(pattern)) end
+    assert.equal(long, step("*l"))
+    for i = 1, 3000 do assert.equal(tostring(i), step(i % 2 == 0 and "l" or "*l")) end
+    assert.equal("abc", step(3))
+    assert.equal("defgh", step(5))
+  end)
+
   it("receive_byte_count_and_prefix_follow_luasocket", function()
     local c, s = wrapped_pair()
     s:send("abcdefghij")
