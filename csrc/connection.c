@@ -605,7 +605,8 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
     double deadline = -1;
     int rounds = 0;
     if (conn->transport == TRK_T_FD && timeout_of(conn) > 0)
-        deadline = trk__now() + timeout_of(conn);
+        deadline = conn->x->call_deadline > 0 ? conn->x->call_deadline
+                                              : trk__now() + timeout_of(conn);
     /* The queue is empty here (every public call starts by emptying it). A step that
      * moved only application data leaves it so: OpenSSL queues errors on success
      * only while it handles handshake messages or alerts (SSL_shutdown after a
@@ -677,6 +678,21 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
             return trk__want(err, st, op);
         return st;
     }
+}
+
+int trk__call_deadline_begin(trk_conn *conn)
+{
+    if (conn == NULL || conn->transport != TRK_T_FD || timeout_of(conn) <= 0 ||
+        conn->x->call_deadline > 0)
+        return 0;
+    conn->x->call_deadline = trk__now() + timeout_of(conn);
+    return 1;
+}
+
+void trk__call_deadline_end(trk_conn *conn, int began)
+{
+    if (began && conn->x != NULL)
+        conn->x->call_deadline = 0;
 }
 
 int trk__stash_reserve(trk_conn *c, size_t extra)

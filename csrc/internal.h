@@ -168,6 +168,8 @@ typedef struct trk_conn_extra {
 
     double timeout;           /* TRK_T_FD only; TRK_TIMEOUT_NONE (blocking) while a
                                  connection has no extra part */
+    double call_deadline;     /* > 0: when the public call under way must end; every
+                                 wait inside it (trk__drive) counts towards it */
     trk_rekey_policy policy;  /* in force when trk_conn.own_policy; otherwise the
                                  default (trk__default_policy) is */
     trk_event_fn event_fn;
@@ -381,6 +383,12 @@ trk_status trk__dtls_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
 /* A pair end reads one record on behalf of its peer into its datagram stash:
  * SSL_read_ex's return. */
 int trk__dtls_read_to_stash(trk_conn *p);
+/* One timeout for a whole public call, however many steps it takes (a write that
+ * first finishes a renegotiation, a write split by a rekey policy): _begin at its
+ * start sets the deadline unless one is set (returns whether it did), _end with that
+ * answer clears it. */
+int trk__call_deadline_begin(trk_conn *conn);
+void trk__call_deadline_end(trk_conn *conn, int began);
 /* Keeps one datagram for c's next read, behind those it keeps already; 0: no memory. */
 int trk__dtls_stash_put(trk_conn *c, const void *data, size_t len);
 /* Seconds until the retransmission timer fires: 1 and *seconds (>= 0) while one

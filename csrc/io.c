@@ -67,6 +67,13 @@ static int renegotiating(const trk_conn *c)
     return c->role == TRK_CLIENT && SSL_renegotiate_pending(c->ssl);
 }
 
+/* What a renegotiation driven by reading keeps of the peer's application data for
+ * the caller's next reads (docs/guide.md): past it, the call ends and asks the
+ * caller to read first. Without a cap a peer that streams data and never completes
+ * the handshake it asked for (a HelloRequest, then data) makes one write() buffer
+ * without limit. */
+#define RENEGOTIATION_STASH_MAX (1u << 20)
+
 /* One SSL_read into the stash; success once the handshake has completed too. */
 static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
 {
@@ -102,6 +109,13 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
      * loop can stop when the handshake is done instead of waiting for data. */
     SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
     while (st == TRK_OK && renegotiating(c)) {
+        if (trk__stashed(c) >= RENEGOTIATION_STASH_MAX) {
+            st = trk__fail(err, TRK_STATE, "read first",
+                           "%s: the peer sent %zu bytes of data during a renegotiation "
+                           "that needs reading to complete; read them first",
+                           op, trk__stashed(c));
+            break;
+        }
         if (!trk__stash_reserve(c, 16384)) {
             st = trk__fail(err, TRK_NOMEM, "out of memory",
                            "%s: cannot keep data read during a renegotiation", op);
@@ -133,7 +147,7 @@ static trk_status report_callback(trk_conn *c, const char *op, trk_error *err)
                      op);
 }
 
-trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
+static trk_status do_handshake_call(trk_conn *conn, trk_error *err)
 {
     trk_status st = trk__usable(conn, "handshake", err);
     if (st != TRK_OK)
@@ -144,6 +158,14 @@ trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
     }
     size_t n = 0;
     return trk__drive(conn, step_handshake, NULL, &n, "handshake", err);
+}
+
+trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
+{
+    int began = trk__call_deadline_begin(conn);
+    trk_status st = do_handshake_call(conn, err);
+    trk__call_deadline_end(conn, began);
+    return st;
 }
 
 /* A pair end keeps application data read on behalf of its peer; it comes first. */
@@ -232,8 +254,8 @@ trk_status trk__write_chunk(trk_conn *conn, const void *buf, size_t len, size_t 
     return st;
 }
 
-trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
-                          trk_error *err)
+static trk_status write_call(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                             trk_error *err)
 {
     *n = 0;
     trk_status st = trk__usable(conn, "write", err);
@@ -267,6 +289,15 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     if (trk__policy_active(conn))
         return trk__write_policed(conn, buf, len, n, err);
     return trk__write_chunk(conn, buf, len, n, err);
+}
+
+trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
+                          trk_error *err)
+{
+    int began = trk__call_deadline_begin(conn);
+    trk_status st = write_call(conn, buf, len, n, err);
+    trk__call_deadline_end(conn, began);
+    return st;
 }
 
 /*
@@ -634,7 +665,7 @@ size_t trk_conn_pending(const trk_conn *conn)
     return n > 0 ? n : (size_t)record_waiting(conn);
 }
 
-trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
+static trk_status shutdown_call(trk_conn *conn, int *complete, trk_error *err)
 {
     *complete = 0;
     trk_status st = trk__usable(conn, "shutdown", err);
@@ -663,5 +694,13 @@ trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
         /* close_notify went out earlier; the peer's has not arrived yet. */
         st = TRK_OK;
     }
+    return st;
+}
+
+trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
+{
+    int began = trk__call_deadline_begin(conn);
+    trk_status st = shutdown_call(conn, complete, err);
+    trk__call_deadline_end(conn, began);
     return st;
 }

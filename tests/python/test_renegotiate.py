@@ -1,6 +1,8 @@
 """TLS 1.2 renegotiation: seed statements 6-11 of SSL_key_update(3), each over the
 in-memory pair and over a socket pair, and the renegotiation pitfalls of issue 2."""
 import socket
+import threading
+import time
 
 import pytest
 
@@ -289,6 +291,56 @@ def test_client_renegotiation_over_blocking_sockets(test_cert):
         assert got == [b"x"]
         assert client.stats["renegotiations"] == 1 and server.stats["renegotiations"] == 1
         assert a.getblocking()                  # left as it was found
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_peer_streaming_during_its_own_renegotiation_cannot_make_a_write_hoard(
+        test_cert):
+    """A server sends a HelloRequest, then streams data and never completes the
+    handshake it asked for. Our client's write must first finish that renegotiation
+    by reading, keeping the data for later reads: it keeps at most 1 MiB, then
+    asks the caller to read, and the whole write keeps to its one timeout."""
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    try:
+        server = tlsrekey.Context.server(cert, key, max_version="TLSv1.2").wrap(b)
+        client = tlsrekey.Context.client(cert, max_version="TLSv1.2").wrap(
+            a, server_hostname="localhost")
+        t = threading.Thread(target=server.do_handshake)
+        t.start()
+        client.do_handshake()
+        t.join(TIMEOUT)
+        stop = threading.Event()
+
+        def stream():
+            server.renegotiate()
+            server.settimeout(0.5)
+            chunk = b"s" * 16384
+            while not stop.is_set():
+                try:
+                    server.write(chunk)
+                except (tlsrekey.TimeoutError, tlsrekey.Error):
+                    pass
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            client.settimeout(1.0)
+            assert client.read()              # the HelloRequest is read: a new
+            assert client.renegotiate_pending()   # handshake is under way
+            start = time.monotonic()
+            with pytest.raises((tlsrekey.StateError, tlsrekey.TimeoutError)) as info:
+                client.write(b"x")
+            took = time.monotonic() - start
+        finally:
+            stop.set()
+            streamer.join(TIMEOUT)
+        assert took < 1.5, "the write ran %.1f s past a 1 s timeout" % took
+        assert client.pending() <= (1 << 20) + 16384
+        if isinstance(info.value, tlsrekey.StateError):
+            assert "read" in str(info.value)
+        assert client.state != "failed"        # a harmless error: read, then retry
     finally:
         a.close()
         b.close()
