@@ -197,7 +197,6 @@ static int remaining_ms(double deadline)
     return left > 2e6 ? 2000000000 : (int)(left * 1000.0 + 0.999);
 }
 
-/* Waits for fd to become readable/writable: 1 ready, 0 timed out, -1 errno. */
 /* A signal arrived: does the caller want the call to end? (Python's Ctrl-C.) */
 static int interrupted(const trk_conn *c)
 {
@@ -205,8 +204,9 @@ static int interrupted(const trk_conn *c)
 }
 
 /* Waits for fd to become readable/writable: 1 ready, 0 timed out, -1 errno,
- * -2 interrupted (a signal and the connection's interrupt check said stop). */
-static int wait_fd(const trk_conn *c, int fd, int for_write, double deadline)
+ * -2 interrupted (a signal, and the interrupt check `fn` said stop). */
+static int wait_fd_checked(trk_interrupt_fn fn, void *ud, int fd, int for_write,
+                           double deadline)
 {
     struct pollfd p = {.fd = fd, .events = for_write ? POLLOUT : POLLIN};
     for (;;) {
@@ -215,9 +215,15 @@ static int wait_fd(const trk_conn *c, int fd, int for_write, double deadline)
             return r;
         if (errno != EINTR)
             return -1;
-        if (interrupted(c))
+        if (fn != NULL && fn(ud) != 0)
             return -2;
     }
+}
+
+static int wait_fd(const trk_conn *c, int fd, int for_write, double deadline)
+{
+    return wait_fd_checked(c != NULL ? c->interrupt_fn : NULL,
+                           c != NULL ? c->interrupt_ud : NULL, fd, for_write, deadline);
 }
 
 void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata)
@@ -226,7 +232,9 @@ void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *use
     conn->interrupt_ud = fn != NULL ? userdata : NULL;
 }
 
-static int connect_one(const struct addrinfo *ai, double deadline, int *out)
+/* 0 and *out, or an errno; EINTR: the interrupt check said stop. */
+static int connect_one(const struct addrinfo *ai, double deadline, trk_interrupt_fn fn,
+                       void *ud, int *out)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
@@ -239,10 +247,12 @@ static int connect_one(const struct addrinfo *ai, double deadline, int *out)
             close(fd);
             return e;
         }
-        int r = wait_fd(NULL, fd, 1, deadline);
+        int r = wait_fd_checked(fn, ud, fd, 1, deadline);
         int soerr = 0;
         socklen_t len = sizeof soerr;
-        if (r == 0)
+        if (r == -2)
+            soerr = EINTR;
+        else if (r == 0)
             soerr = ETIMEDOUT;
         else if (r < 0)
             soerr = errno;
@@ -262,6 +272,15 @@ static int connect_one(const struct addrinfo *ai, double deadline, int *out)
 trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double timeout,
                                 const char *server_hostname, trk_conn **out,
                                 trk_error *err)
+{
+    return trk_conn_new_connect_checked(ctx, host, port, timeout, server_hostname, NULL,
+                                        NULL, out, err);
+}
+
+trk_status trk_conn_new_connect_checked(trk_ctx *ctx, const char *host, int port,
+                                        double timeout, const char *server_hostname,
+                                        trk_interrupt_fn check, void *check_ud,
+                                        trk_conn **out, trk_error *err)
 {
     trk__err_clear();
     *out = NULL;
@@ -289,9 +308,12 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
     }
     double deadline = timeout > 0 ? trk__now() + timeout : -1;
     int fd = -1, last = 0;
-    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
-        last = connect_one(ai, deadline, &fd);
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0 && last != EINTR; ai = ai->ai_next)
+        last = connect_one(ai, deadline, check, check_ud, &fd);
     freeaddrinfo(res);
+    if (fd < 0 && last == EINTR)
+        return trk__fail(err, TRK_CALLBACK, "interrupted",
+                         "cannot connect to %.100s:%d: interrupted by a signal", host, port);
     if (fd < 0) {
         trk_status st = last == ETIMEDOUT && timeout > 0 ? TRK_TIMEOUT : TRK_SYSCALL;
         trk__fail(err, st, strerror(last), "cannot connect to %.100s:%d: %s", host, port,

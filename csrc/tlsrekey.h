@@ -658,6 +658,14 @@ void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata
 typedef int (*trk_interrupt_fn)(void *userdata);
 void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata);
 
+/* trk_conn_new_connect whose wait for the TCP connection asks `check` (as above)
+ * when a signal arrives: nonzero ends it with TRK_CALLBACK ("interrupted"), the
+ * socket closed. Give the new connection its own check afterwards. */
+trk_status trk_conn_new_connect_checked(trk_ctx *ctx, const char *host, int port,
+                                        double timeout, const char *server_hostname,
+                                        trk_interrupt_fn check, void *check_ud,
+                                        trk_conn **out, trk_error *err);
+
 /* ------------------------------------------------------------------------- */
 /* Test certificates                                                          */
 /* ------------------------------------------------------------------------- */

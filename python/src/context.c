@@ -454,6 +454,32 @@ optional_utf8(PyObject *obj, const char *argname)
     return s;
 }
 
+/* The interrupt check of the wait for the TCP connection: as a connection's
+ * (connection.c), with the exception a handler raised kept here until the core
+ * call returns. */
+static int
+connect_interrupted(void *userdata)
+{
+    PyObject **parked = userdata;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = 0;
+
+    if (PyErr_CheckSignals() < 0) {
+        PyObject *type, *value, *tb;
+
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL)
+            PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        Py_XSETREF(*parked, value);
+        rc = 1;
+    }
+    PyGILState_Release(gil);
+    return rc;
+}
+
 static PyObject *
 Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
 {
@@ -472,9 +498,18 @@ Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
     sni = optional_utf8(sni_obj, "server_hostname");
     if (sni == NULL && PyErr_Occurred())
         return NULL;
+    PyObject *parked = NULL;
     Py_BEGIN_ALLOW_THREADS
-    st = trk_conn_new_connect(self->ctx, host, port, timeout, sni, &conn, &err);
+    st = trk_conn_new_connect_checked(self->ctx, host, port, timeout, sni,
+                                      connect_interrupted, &parked, &conn, &err);
     Py_END_ALLOW_THREADS
+    if (parked != NULL) {       /* Ctrl-C: KeyboardInterrupt, not a tlsrekey error */
+        if (conn != NULL)
+            trk_conn_free(conn);
+        PyErr_SetObject((PyObject *)Py_TYPE(parked), parked);
+        Py_DECREF(parked);
+        return NULL;
+    }
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
     return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL);

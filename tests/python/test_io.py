@@ -555,15 +555,38 @@ def test_close_leaves_a_wrapped_socket_open(socket_pair_factory):
     assert link.socks[1].recv(100).endswith(b"plain")
 
 
+class RepeatedSigint:
+    """Sends SIGINT to this process every `every` seconds until stopped: a signal
+    that lands just before a wait begins is not lost on the test (as CPython's own
+    blocking calls, a read(2) not yet started when the signal came waits on). A
+    process started in the background by a non-interactive shell inherits SIGINT
+    ignored, so Python's KeyboardInterrupt handler is installed for the while."""
+
+    def __init__(self, first=0.2, every=0.2):
+        self.stop = threading.Event()
+        self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.thread = threading.Thread(target=self.run, args=(first, every), daemon=True)
+        self.thread.start()
+
+    def run(self, first, every):
+        if not self.stop.wait(first):
+            while True:
+                os.kill(os.getpid(), signal.SIGINT)
+                if self.stop.wait(every):
+                    break
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(TIMEOUT)
+        signal.signal(signal.SIGINT, self.previous)
+
+
 def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert):
     """A read blocked forever on a quiet peer ends with KeyboardInterrupt at Ctrl-C
     (the core asks the shim at each interrupted wait), and the connection still
     works afterwards."""
     cert, key = test_cert
     a, b = socket.socketpair()
-    # A process started in the background by a non-interactive shell inherits SIGINT
-    # ignored, and Python then installs no KeyboardInterrupt handler: install it.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = tlsrekey.Context.server(cert, key).wrap(b)
         client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
@@ -571,16 +594,44 @@ def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert
         t.start()
         client.do_handshake()
         t.join(TIMEOUT)
-        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
+        sig = RepeatedSigint()
         start = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            client.read()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.read()
+        finally:
+            sig.close()
         assert time.monotonic() - start < TIMEOUT
-        timer.join()
         server.write(b"after the interrupt")
         assert client.read() == b"after the interrupt"
     finally:
-        signal.signal(signal.SIGINT, previous)
         a.close()
         b.close()
+
+
+def test_ctrl_c_interrupts_a_connect_that_waits(test_cert):
+    """A TCP connection that does not complete (the listener's queue is full, so
+    its SYNs go unanswered) is abandoned at Ctrl-C, not after the timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):              # fill the accept queue; later SYNs are dropped
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(listener.getsockname())
+            fillers.append(s)
+        ctx = tlsrekey.Context.client(test_cert[0])
+        sig = RepeatedSigint()
+        start = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ctx.connect("127.0.0.1", listener.getsockname()[1], timeout=8)
+        finally:
+            sig.close()
+        assert time.monotonic() - start < 4, "connect waited on after Ctrl-C"
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
