@@ -71,12 +71,17 @@ peer_of(ConnectionObject *self)
     return pair->end[pair->end[0] == self ? 1 : 0];
 }
 
-/* Takes the lock, waiting with the GIL released when another thread has it. */
-static void
-lock_acquire(ConnectionObject *self)
+/* Takes the lock, waiting with the GIL released when another thread has it. An
+ * interruptible wait runs Python's signal handlers when a signal arrives, and
+ * returns -1 with their exception set (Ctrl-C: KeyboardInterrupt) instead of
+ * waiting on; otherwise returns 0 holding the lock. The waiting list and the
+ * hand-over are changed only with the GIL held. */
+static int
+lock_acquire_ex(ConnectionObject *self, int interruptible)
 {
     unsigned long *word = lock_word(self), me = PyThread_get_thread_ident();
-    shim_waiter w, **tail;
+    shim_waiter w, **tail, **pw;
+    PyLockStatus r;
 
     while (*word != 0) {
         w.wake = PyThread_allocate_lock();
@@ -97,14 +102,40 @@ lock_acquire(ConnectionObject *self)
         for (tail = &waiting; *tail != NULL; tail = &(*tail)->next)
             ;
         *tail = &w;
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(w.wake, WAIT_LOCK);   /* until lock_release hands over */
-        Py_END_ALLOW_THREADS
+        for (;;) {
+            Py_BEGIN_ALLOW_THREADS                  /* until lock_release hands over */
+            r = PyThread_acquire_lock_timed(w.wake, -1, interruptible);
+            Py_END_ALLOW_THREADS
+            if (r == PY_LOCK_ACQUIRED)
+                break;
+            if (*word == me) {                      /* handed over meanwhile */
+                PyThread_acquire_lock(w.wake, WAIT_LOCK);
+                break;
+            }
+            if (PyErr_CheckSignals() < 0) {         /* leave the queue, lock not taken */
+                for (pw = &waiting; *pw != NULL; pw = &(*pw)->next) {
+                    if (*pw == &w) {
+                        *pw = w.next;
+                        break;
+                    }
+                }
+                PyThread_release_lock(w.wake);
+                PyThread_free_lock(w.wake);
+                return -1;
+            }
+        }
         PyThread_release_lock(w.wake);
         PyThread_free_lock(w.wake);
-        return;                                     /* *word == me */
+        return 0;                                   /* *word == me */
     }
     *word = me;
+    return 0;
+}
+
+static void
+lock_acquire(ConnectionObject *self)
+{
+    (void)lock_acquire_ex(self, 0);
 }
 
 static void
@@ -147,7 +178,8 @@ conn_enter(ConnectionObject *self, int driving)
         }
         return ENTER_REENTRANT;
     }
-    lock_acquire(self);
+    if (lock_acquire_ex(self, 1) < 0)
+        return ENTER_FAILED;
     Py_XINCREF(peer_of(self));
     return ENTER_LOCKED;
 }

@@ -569,9 +569,12 @@ class RepeatedSigint:
         self.thread.start()
 
     def run(self, first, every):
+        # to the main thread, where Python runs its handlers, as a terminal's Ctrl-C
+        # usually lands; a signal to the process may wake another thread instead
+        main = threading.main_thread().ident
         if not self.stop.wait(first):
             while True:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.pthread_kill(main, signal.SIGINT)
                 if self.stop.wait(every):
                     break
 
@@ -635,3 +638,39 @@ def test_ctrl_c_interrupts_a_connect_that_waits(test_cert):
         for s in fillers:
             s.close()
         listener.close()
+
+
+def test_ctrl_c_interrupts_a_wait_for_a_connection_another_thread_uses(test_cert):
+    """While one thread reads, another thread's call on the same connection waits
+    for it; Ctrl-C ends that wait with KeyboardInterrupt, and nothing is left half
+    done: the reader goes on, the connection works."""
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    try:
+        server = tlsrekey.Context.server(cert, key).wrap(b)
+        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
+        t = threading.Thread(target=server.do_handshake)
+        t.start()
+        client.do_handshake()
+        t.join(TIMEOUT)
+        client.settimeout(TIMEOUT)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(client.read()))
+        reader.start()
+        time.sleep(0.2)                      # the reader holds the connection, waiting
+        sig = RepeatedSigint()
+        start = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.write(b"from the main thread")
+        finally:
+            sig.close()
+        assert time.monotonic() - start < TIMEOUT / 2
+        server.write(b"for the reader")
+        reader.join(TIMEOUT)
+        assert got == [b"for the reader"]
+        client.write(b"after")
+        assert server.read() == b"after"
+    finally:
+        a.close()
+        b.close()
