@@ -160,6 +160,10 @@ lock_release(ConnectionObject *self)
 
 enum { ENTER_FAILED = -1, ENTER_REENTRANT = 0, ENTER_LOCKED = 1 };
 
+/* The connection whose wait a signal interrupted, while Python's handlers run for
+ * it (interrupt_trampoline); changed and read with the GIL held. */
+static ConnectionObject *interrupted_wait;
+
 /*
  * Before a core call. `driving`: the call does I/O or changes the connection.
  * From inside an event callback of this connection (or of its pair) the lock is
@@ -170,6 +174,14 @@ static int
 conn_enter(ConnectionObject *self, int driving)
 {
     if (*lock_word(self) == PyThread_get_thread_ident()) {
+        if (driving && interrupted_wait != NULL &&
+            lock_word(interrupted_wait) == lock_word(self)) {
+            shim_raise_state("called from a signal handler",
+                             "a signal handler cannot drive the connection whose "
+                             "waiting call the signal interrupted: that call is "
+                             "still under way (raise from the handler to end it)");
+            return ENTER_FAILED;
+        }
         if (driving) {
             shim_raise_state("called from an event callback",
                              "a connection cannot be driven from inside an event "
@@ -353,14 +365,17 @@ out:
 static int
 interrupt_trampoline(void *userdata)
 {
-    ConnectionObject *self = userdata;
+    ConnectionObject *self = userdata, *outer;
     PyGILState_STATE gil = PyGILState_Ensure();
     int rc = 0;
 
+    outer = interrupted_wait;
+    interrupted_wait = self;
     if (PyErr_CheckSignals() < 0) {
         park_exception(self);
         rc = 1;
     }
+    interrupted_wait = outer;
     PyGILState_Release(gil);
     return rc;
 }

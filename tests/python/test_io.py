@@ -674,3 +674,49 @@ def test_ctrl_c_interrupts_a_wait_for_a_connection_another_thread_uses(test_cert
     finally:
         a.close()
         b.close()
+
+
+def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
+    """A signal handler runs inside the blocking read it interrupted; writing on that
+    connection from it is refused, and the error names the signal handler (no event
+    callback is involved). The read then goes on."""
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    seen = []
+
+    def handler(signum, frame):
+        if not seen:
+            try:
+                client.write(b"from the handler")
+            except tlsrekey.StateError as exc:
+                seen.append(exc)
+    previous = signal.signal(signal.SIGUSR1, handler)
+    stop = threading.Event()
+    try:
+        server = tlsrekey.Context.server(cert, key).wrap(b)
+        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
+        t = threading.Thread(target=server.do_handshake)
+        t.start()
+        client.do_handshake()
+        t.join(TIMEOUT)
+        main = threading.main_thread().ident
+
+        def poke():
+            while not stop.wait(0.1):
+                if seen:
+                    server.write(b"done")
+                    return
+                signal.pthread_kill(main, signal.SIGUSR1)
+        poker = threading.Thread(target=poke)
+        poker.start()
+        client.settimeout(TIMEOUT)
+        assert client.read() == b"done"
+        poker.join(TIMEOUT)
+        assert seen, "the handler never ran"
+        assert "signal handler" in str(seen[0])
+        assert "event callback" not in str(seen[0])
+    finally:
+        stop.set()
+        signal.signal(signal.SIGUSR1, previous)
+        a.close()
+        b.close()
