@@ -19,6 +19,7 @@
  * conn_finish re-raises the parked exception.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "shim.h"
@@ -54,6 +55,45 @@ typedef struct shim_waiter {
 
 static shim_waiter *waiting;        /* first come first; GIL held */
 
+/*
+ * The lock word names its holder as the thread ident times 16 plus the process's
+ * fork generation (1 to 15), which the child of a fork() moves on: a word written
+ * before the fork by another thread, which does not exist in the child, is then
+ * told apart from a live one, and the connection refused there instead of waited
+ * for forever. The waiters of the parent do not exist in the child either.
+ */
+static unsigned long fork_generation = 1;
+
+static void
+after_fork_in_child(void)
+{
+    fork_generation = fork_generation % 15 + 1;
+    waiting = NULL;
+}
+
+void
+shim_locks_init(void)
+{
+    static int done;
+
+    if (!done) {
+        done = 1;
+        pthread_atfork(NULL, NULL, after_fork_in_child);
+    }
+}
+
+static unsigned long
+holder_me(void)
+{
+    return PyThread_get_thread_ident() * 16 + fork_generation;
+}
+
+static int
+held_before_fork(unsigned long word)
+{
+    return word != 0 && word % 16 != fork_generation;
+}
+
 static unsigned long *
 lock_word(ConnectionObject *self)
 {
@@ -74,14 +114,22 @@ peer_of(ConnectionObject *self)
 /* Takes the lock, waiting with the GIL released when another thread has it. An
  * interruptible wait runs Python's signal handlers when a signal arrives, and
  * returns -1 with their exception set (Ctrl-C: KeyboardInterrupt) instead of
- * waiting on; otherwise returns 0 holding the lock. The waiting list and the
- * hand-over are changed only with the GIL held. */
+ * waiting on; otherwise returns 0 holding the lock. A lock a thread of the parent
+ * held at fork() is never given back in the child: -2 (interruptible), or taken
+ * over (the GC and dealloc, which only free). The waiting list and the hand-over
+ * are changed only with the GIL held. */
 static int
 lock_acquire_ex(ConnectionObject *self, int interruptible)
 {
-    unsigned long *word = lock_word(self), me = PyThread_get_thread_ident();
+    unsigned long *word = lock_word(self), me = holder_me();
     shim_waiter w, **tail, **pw;
     PyLockStatus r;
+
+    if (held_before_fork(*word)) {
+        if (interruptible)
+            return -2;
+        *word = 0;
+    }
 
     while (*word != 0) {
         w.wake = PyThread_allocate_lock();
@@ -173,7 +221,7 @@ static ConnectionObject *interrupted_wait;
 static int
 conn_enter(ConnectionObject *self, int driving)
 {
-    if (*lock_word(self) == PyThread_get_thread_ident()) {
+    if (*lock_word(self) == holder_me()) {
         if (driving && interrupted_wait != NULL &&
             lock_word(interrupted_wait) == lock_word(self)) {
             shim_raise_state("called from a signal handler",
@@ -190,8 +238,18 @@ conn_enter(ConnectionObject *self, int driving)
         }
         return ENTER_REENTRANT;
     }
-    if (lock_acquire_ex(self, 1) < 0)
+    switch (lock_acquire_ex(self, 1)) {
+    case -1:
         return ENTER_FAILED;
+    case -2:
+        shim_raise_state("in use at fork",
+                         "this connection was in use by another thread when the "
+                         "process forked: in this process its state is unknown and "
+                         "it cannot be used (close it; the parent's goes on)");
+        return ENTER_FAILED;
+    default:
+        break;
+    }
     Py_XINCREF(peer_of(self));
     return ENTER_LOCKED;
 }

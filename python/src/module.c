@@ -205,6 +205,7 @@ PyInit__tlsrekey(void)
 
     if (PyType_Ready(&Context_Type) < 0 || PyType_Ready(&Connection_Type) < 0)
         return NULL;
+    shim_locks_init();
     m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;

@@ -78,6 +78,8 @@ extern PyObject *shim_KeyUpdateType;
 /* Creates tlsrekey.Error and one subclass per core status, adds them to the
  * module. 0 or -1 with an exception set. */
 int shim_errors_init(PyObject *module);
+/* Once per process: the connection locks follow fork() (connection.c). */
+void shim_locks_init(void);
 
 /*
  * THE function that raises from a core status. `err` is the record the core filled

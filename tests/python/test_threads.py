@@ -467,3 +467,59 @@ def test_a_context_setter_racing_handshakes_on_other_threads(test_cert, tmp_path
     finally:
         stop.set()
     threads.join()
+
+
+# -- fork ---------------------------------------------------------------------------
+
+def test_a_connection_in_use_by_another_thread_at_fork_is_refused_in_the_child(
+        test_cert):
+    """The child of fork() has only the forking thread. A connection another thread
+    was using (a read waiting for data) is refused there at once, even for .state,
+    with an error that says why; other connections, and new ones, work."""
+    cert, key = test_cert
+    a, b = socket.socketpair()
+    server = tlsrekey.Context.server(cert, key).wrap(b)
+    client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
+    t = threading.Thread(target=server.do_handshake)
+    t.start()
+    client.do_handshake()
+    t.join(TIMEOUT)
+    idle, idle_peer = tlsrekey.pair()
+    client.settimeout(TIMEOUT)
+    reader = threading.Thread(target=client.read)
+    reader.start()
+    time.sleep(0.2)                         # the reader holds the connection
+    pid = os.fork()
+    if pid == 0:                            # the child: report by exit status
+        code = 1
+        try:
+            try:
+                client.state
+            except tlsrekey.StateError as exc:
+                if "fork" in str(exc):
+                    idle.write(b"x")
+                    if idle_peer.read() == b"x":
+                        c, s = tlsrekey.pair()
+                        c.write(b"y")
+                        code = 0 if s.read() == b"y" else 4
+                    else:
+                        code = 3
+            else:
+                code = 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child hung on a connection held at fork")
+        time.sleep(0.05)
+    server.write(b"for the reader")
+    reader.join(TIMEOUT)
+    a.close()
+    b.close()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
