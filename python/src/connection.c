@@ -373,7 +373,13 @@ fail:
 static void
 park_exception(ConnectionObject *self)
 {
-    if (self->parked == NULL) {
+    shim_park_exception(&self->parked);
+}
+
+void
+shim_park_exception(PyObject **slot)
+{
+    if (*slot == NULL) {
         PyObject *type, *value, *tb;
 
         PyErr_Fetch(&type, &value, &tb);
@@ -382,7 +388,7 @@ park_exception(ConnectionObject *self)
             PyException_SetTraceback(value, tb);
         Py_XDECREF(type);
         Py_XDECREF(tb);
-        self->parked = value;
+        *slot = value;
     } else {
         PyErr_Clear();
     }

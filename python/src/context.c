@@ -465,15 +465,7 @@ connect_interrupted(void *userdata)
     int rc = 0;
 
     if (PyErr_CheckSignals() < 0) {
-        PyObject *type, *value, *tb;
-
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        Py_XSETREF(*parked, value);
+        shim_park_exception(parked);
         rc = 1;
     }
     PyGILState_Release(gil);

@@ -78,6 +78,9 @@ extern PyObject *shim_KeyUpdateType;
 /* Creates tlsrekey.Error and one subclass per core status, adds them to the
  * module. 0 or -1 with an exception set. */
 int shim_errors_init(PyObject *module);
+/* Moves the exception being raised into *slot, unless one is kept there already
+ * (then it is dropped): re-raised once the core call has returned. */
+void shim_park_exception(PyObject **slot);
 /* Once per process: the connection locks follow fork() (connection.c). */
 void shim_locks_init(void);
 

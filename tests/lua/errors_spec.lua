@@ -80,11 +80,17 @@ describe("errors", function()
                   err.message)
   end)
 
-  it("fatal_error_is_remembered", function()
+  --- A memory handshake whose client trusts another certificate than the server's:
+  -- the client, the server and the client's error.
+  local function untrusted_memory_handshake()
     local _, sctx = tlsrekey.pair_contexts()
     local cctx = tlsrekey.context { mode = "client", cafile = (tlsrekey.make_test_cert()) }
     local c, s = cctx:memory { server_hostname = "localhost" }, sctx:memory()
-    local first = H.error_of(H.memory_handshake, c, s)
+    return c, s, H.error_of(H.memory_handshake, c, s)
+  end
+
+  it("fatal_error_is_remembered", function()
+    local c, _, first = untrusted_memory_handshake()
     assert.equal("verify", first.code)
     assert.equal("failed", c:state())
     -- OpenSSL alone would answer the next call with SYSCALL/errno 0, or success
@@ -94,10 +100,7 @@ describe("errors", function()
   end)
 
   it("a_peer_alert_is_named_by_its_code", function()
-    local _, sctx = tlsrekey.pair_contexts()
-    local cctx = tlsrekey.context { mode = "client", cafile = (tlsrekey.make_test_cert()) }
-    local c, s = cctx:memory { server_hostname = "localhost" }, sctx:memory()
-    local first = H.error_of(H.memory_handshake, c, s)
+    local c, s, first = untrusted_memory_handshake()
     assert.equal("verify", first.code)
     assert.is_nil(first.alert) -- our own verdict, no peer's alert
     s:feed(c:drain())

@@ -14,7 +14,8 @@ import pytest
 import tlsrekey
 from tlsrekey import KeyUpdateType
 
-from conftest import TIMEOUT, Concurrent, handshake_both, memory_handshake, shuttle
+from conftest import (TIMEOUT, Concurrent, handshake_both, memory_handshake, shuttle,
+                      socket_link)
 
 
 @pytest.fixture
@@ -588,15 +589,9 @@ def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert
     """A read blocked forever on a quiet peer ends with KeyboardInterrupt at Ctrl-C
     (the core asks the shim at each interrupted wait), and the connection still
     works afterwards."""
-    cert, key = test_cert
-    a, b = socket.socketpair()
+    link = socket_link(*test_cert)
+    client, server = link.client, link.server
     try:
-        server = tlsrekey.Context.server(cert, key).wrap(b)
-        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
-        t = threading.Thread(target=server.do_handshake)
-        t.start()
-        client.do_handshake()
-        t.join(TIMEOUT)
         sig = RepeatedSigint()
         start = time.monotonic()
         try:
@@ -608,8 +603,7 @@ def test_ctrl_c_interrupts_a_blocking_read_and_the_connection_lives_on(test_cert
         server.write(b"after the interrupt")
         assert client.read() == b"after the interrupt"
     finally:
-        a.close()
-        b.close()
+        link.close()
 
 
 def test_ctrl_c_interrupts_a_connect_that_waits(test_cert):
@@ -644,15 +638,9 @@ def test_ctrl_c_interrupts_a_wait_for_a_connection_another_thread_uses(test_cert
     """While one thread reads, another thread's call on the same connection waits
     for it; Ctrl-C ends that wait with KeyboardInterrupt, and nothing is left half
     done: the reader goes on, the connection works."""
-    cert, key = test_cert
-    a, b = socket.socketpair()
+    link = socket_link(*test_cert)
+    client, server = link.client, link.server
     try:
-        server = tlsrekey.Context.server(cert, key).wrap(b)
-        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
-        t = threading.Thread(target=server.do_handshake)
-        t.start()
-        client.do_handshake()
-        t.join(TIMEOUT)
         client.settimeout(TIMEOUT)
         got = []
         reader = threading.Thread(target=lambda: got.append(client.read()))
@@ -672,17 +660,16 @@ def test_ctrl_c_interrupts_a_wait_for_a_connection_another_thread_uses(test_cert
         client.write(b"after")
         assert server.read() == b"after"
     finally:
-        a.close()
-        b.close()
+        link.close()
 
 
 def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
     """A signal handler runs inside the blocking read it interrupted; writing on that
     connection from it is refused, and the error names the signal handler (no event
     callback is involved). The read then goes on."""
-    cert, key = test_cert
-    a, b = socket.socketpair()
     seen = []
+    link = socket_link(*test_cert)
+    client, server = link.client, link.server
 
     def handler(signum, frame):
         if not seen:
@@ -693,12 +680,6 @@ def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
     previous = signal.signal(signal.SIGUSR1, handler)
     stop = threading.Event()
     try:
-        server = tlsrekey.Context.server(cert, key).wrap(b)
-        client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
-        t = threading.Thread(target=server.do_handshake)
-        t.start()
-        client.do_handshake()
-        t.join(TIMEOUT)
         main = threading.main_thread().ident
 
         def poke():
@@ -718,5 +699,4 @@ def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
     finally:
         stop.set()
         signal.signal(signal.SIGUSR1, previous)
-        a.close()
-        b.close()
+        link.close()

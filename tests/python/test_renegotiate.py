@@ -8,7 +8,7 @@ import pytest
 
 import tlsrekey
 
-from conftest import TIMEOUT, catch
+from conftest import TIMEOUT, catch, socket_link
 
 TLS12 = {"max_version": "TLSv1.2"}
 METHODS = ["renegotiate", "renegotiate_abbreviated"]
@@ -302,16 +302,9 @@ def test_a_peer_streaming_during_its_own_renegotiation_cannot_make_a_write_hoard
     handshake it asked for. Our client's write must first finish that renegotiation
     by reading, keeping the data for later reads: it keeps at most 1 MiB, then
     asks the caller to read, and the whole write keeps to its one timeout."""
-    cert, key = test_cert
-    a, b = socket.socketpair()
+    link = socket_link(*test_cert, max_version="TLSv1.2")
+    client, server = link.client, link.server
     try:
-        server = tlsrekey.Context.server(cert, key, max_version="TLSv1.2").wrap(b)
-        client = tlsrekey.Context.client(cert, max_version="TLSv1.2").wrap(
-            a, server_hostname="localhost")
-        t = threading.Thread(target=server.do_handshake)
-        t.start()
-        client.do_handshake()
-        t.join(TIMEOUT)
         stop = threading.Event()
 
         def stream():
@@ -342,5 +335,4 @@ def test_a_peer_streaming_during_its_own_renegotiation_cannot_make_a_write_hoard
             assert "read" in str(info.value)
         assert client.state != "failed"        # a harmless error: read, then retry
     finally:
-        a.close()
-        b.close()
+        link.close()

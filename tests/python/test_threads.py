@@ -476,14 +476,8 @@ def test_a_connection_in_use_by_another_thread_at_fork_is_refused_in_the_child(
     """The child of fork() has only the forking thread. A connection another thread
     was using (a read waiting for data) is refused there at once, even for .state,
     with an error that says why; other connections, and new ones, work."""
-    cert, key = test_cert
-    a, b = socket.socketpair()
-    server = tlsrekey.Context.server(cert, key).wrap(b)
-    client = tlsrekey.Context.client(cert).wrap(a, server_hostname="localhost")
-    t = threading.Thread(target=server.do_handshake)
-    t.start()
-    client.do_handshake()
-    t.join(TIMEOUT)
+    link = socket_link(*test_cert)
+    client, server = link.client, link.server
     idle, idle_peer = tlsrekey.pair()
     client.settimeout(TIMEOUT)
     reader = threading.Thread(target=client.read)
@@ -520,6 +514,5 @@ def test_a_connection_in_use_by_another_thread_at_fork_is_refused_in_the_child(
         time.sleep(0.05)
     server.write(b"for the reader")
     reader.join(TIMEOUT)
-    a.close()
-    b.close()
+    link.close()
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
