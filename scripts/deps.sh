@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential gcc make pkg-config      # compiler and tools
+  build-essential gcc make pkg-config git  # compiler and tools (git: the Lua rock)
   libssl-dev openssl                       # OpenSSL 3 headers and the s_client/s_server peer
   gnutls-bin                               # gnutls-cli/gnutls-serv: an independent interop peer
   liblua5.4-dev lua5.4 luarocks zip unzip  # the Lua binding and its rock (luarocks packs with zip)

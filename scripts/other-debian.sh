@@ -91,6 +91,17 @@ make_root() {
   done
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
   chroot "$dir" update-ca-certificates >/dev/null
+  # What a checkout needs before its own `make deps` can run: make itself, git (the
+  # rock is packed from the repository) and python3 (scripts/run_tests.py).
+  for try in 1 2 3; do
+    if chroot "$dir" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+         sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends make git python3' \
+         >>"$dir.log" 2>&1; then
+      break
+    fi
+    [ "$try" -lt 3 ] || { tail -n 20 "$dir.log" >&2; echo "other-debian: apt-get failed in the root" >&2; exit 1; }
+    sleep 10
+  done
   touch "$dir/.complete"
   echo "$dir"
 }
