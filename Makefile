@@ -56,6 +56,7 @@ PY_SHIM := $(wildcard python/src/*.c python/src/*.h)
 PY_PKG := $(wildcard python/tlsrekey/*.py python/tlsrekey/*.pyi python/tlsrekey/py.typed)
 PY_EXT := python/tlsrekey/_tlsrekey$(EXT_SUFFIX)
 PY_EXT_ASAN := build/asan/python/tlsrekey/_tlsrekey$(EXT_SUFFIX)
+PY_EXT_TSAN := build/tsan/python/tlsrekey/_tlsrekey$(EXT_SUFFIX)
 
 LUA_SHIM_SRC := $(wildcard lua/src/*.c)
 LUA_SHIM := $(LUA_SHIM_SRC) $(wildcard lua/src/*.h)
@@ -65,7 +66,7 @@ LUA_MOD_ASAN := build/asan/lua/tlsrekey/core.so
 DEPS_STAMP := $(VENV)/.deps-stamp
 
 .PHONY: help deps build build-c build-python build-lua build-asan build-asan-c \
-        build-asan-python build-asan-lua build-tsan-c test test-other-debian test-pythons demo bench \
+        build-asan-python build-asan-lua build-tsan-c build-tsan-python test test-other-debian test-pythons demo bench \
         clean
 
 help:
@@ -132,6 +133,18 @@ build/tsan/obj/%.o: csrc/%.c $(CORE_HDR)
 build/tsan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_TSAN)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_TSAN) $(LIBS) -o $@
+
+# The Python extension under ThreadSanitizer, in a package directory of its own as
+# the ASan one (the threaded Python tests run with libtsan preloaded).
+build-tsan-python: $(PY_EXT_TSAN)
+
+$(PY_EXT_TSAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_STAMP)
+	rm -rf build/tsan/python
+	CFLAGS='$(TSAN) $(SAN_PY)' LDFLAGS='-fsanitize=thread' $(VPY) setup.py -q build_ext --force \
+	    --build-lib build/tsan/python --build-temp build/tsan/tmp
+	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
+	    | tar -C build/tsan/python -xf -
+	@test -f $@ || { echo "setup.py did not produce $@" >&2; exit 1; }
 
 # The ASan extension lives in its own complete package directory, so that
 # PYTHONPATH=build/asan/python imports it and never the normal build.

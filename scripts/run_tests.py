@@ -422,6 +422,45 @@ def suite_c_tsan(res, log):
             res.problem("ThreadSanitizer report in the output (see the log)")
 
 
+def suite_python_tsan(res, log):
+    """The threaded Python tests (tests/python/test_threads.py) against the extension
+    built with ThreadSanitizer, libtsan preloaded into the (uninstrumented)
+    interpreter: the core and the shim are checked, the GIL and the locks are seen
+    through TSan's pthread interceptors. The fork case is left out: TSan does not
+    support fork() in a process with threads. Any report fails."""
+    if not make("build-tsan-python", res, log):
+        return
+    reports = os.path.join(RESULTS, "tsan-python")
+    shutil.rmtree(reports, ignore_errors=True)
+    os.makedirs(reports)
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = subprocess.check_output(
+        ["gcc", "-print-file-name=libtsan.so"], text=True).strip()
+    env["TSAN_OPTIONS"] = ":".join(["halt_on_error=0",
+                                    "log_path=" + os.path.join(reports, "tsan")])
+    probe_env = dict(env, PYTHONPATH="build/tsan/python")
+    _, out = run([VPY, "-c", "import tlsrekey; print(tlsrekey._tlsrekey.__file__); "
+                  "print(any('libtsan' in l for l in open('/proc/self/maps')))"],
+                 log, env=probe_env, limit=120, echo=False)
+    if os.path.join("build", "tsan", "python") not in out or "True" not in out:
+        res.problem("the ThreadSanitizer run does not load build/tsan/python with "
+                    "libtsan: %s" % tail(out, 3))
+        return
+    out, odd_exit = pytest(res, log, "build/tsan/python",
+                           os.path.join(RESULTS, "python-tsan.xml"), env=env,
+                           limit=LIMIT_SAN_SUITE, capture="sys",
+                           where="tests/python/test_threads.py", extra=["-k", "not fork"])
+    if odd_exit:
+        res.problem(odd_exit)
+    for path in sorted(glob.glob(os.path.join(reports, "*"))):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if "ThreadSanitizer" in text:
+            say("--- ThreadSanitizer report %s ---" % rel(path))
+            say(text[:20000])
+            res.problem("ThreadSanitizer report in %s" % rel(path))
+
+
 def python_asan_env(report_dir):
     env = sanitizer_env(report_dir, "tests/sanitizers/lsan-python.supp")
     # pymalloc keeps objects in its own mmap'ed arenas, which LeakSanitizer does
@@ -773,6 +812,7 @@ SUITES = [
     ("interop", "Interop matrix (pytest tests/interop)", suite_interop),
     ("c-asan", "C core tests, ASan+UBSan", suite_c_asan),
     ("c-tsan", "C core tests, ThreadSanitizer", suite_c_tsan),
+    ("python-tsan", "Threaded Python tests, ThreadSanitizer", suite_python_tsan),
     ("python-asan", "Python, ASan+UBSan", suite_python_asan),
     ("lua-asan", "Lua, ASan+UBSan", suite_lua_asan),
     ("interop-asan", "Interop matrix, ASan+UBSan (less the in-process pyOpenSSL)",
@@ -805,8 +845,8 @@ def main():
     # again inside its own suite, which then counts it.
     jobs = [] if re.search(r"-j|jobserver", os.environ.get("MAKEFLAGS", "")) else ["-j2"]
     banner("build")
-    run(["make", "--no-print-directory", "-k"] + jobs + ["build", "build-asan", "build-tsan-c"],
-        prebuild)
+    run(["make", "--no-print-directory", "-k"] + jobs + ["build", "build-asan", "build-tsan-c",
+                                                          "build-tsan-python"], prebuild)
     results = []
     for key, title, fn in suites:
         if only and key not in only:
