@@ -672,6 +672,11 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                     return trk__fail(err, TRK_CALLBACK, "interrupted",
                                      "%s: interrupted by a signal", op);
                 if (r == 0 && on_timer) {
+                    /* A signal that landed at the tick ended no poll with EINTR:
+                     * ask here too, or its verdict waits for the next signal. */
+                    if (interrupted(conn))
+                        return trk__fail(err, TRK_CALLBACK, "interrupted",
+                                         "%s: interrupted by a signal", op);
                     trk_status ts = trk__dtls_on_timer(conn, op, err);
                     if (ts != TRK_OK && ts != TRK_WANT_READ && ts != TRK_WANT_WRITE)
                         return ts;

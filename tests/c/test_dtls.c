@@ -987,6 +987,42 @@ TEST(test_dtls_udp_blocking_wait_retransmits_until_the_timeout)
     trk_ctx_free(sctx);
 }
 
+/* An interrupt check whose answer is "stop": a signal whose handler raised. */
+static int check_calls;
+static int always_stop(void *ud)
+{
+    (void)ud;
+    check_calls++;
+    return 1;
+}
+
+/* A signal can land while the wait is at a retransmission tick: the poll returned on
+ * the timer, not with EINTR, and the handler's verdict would wait for the next
+ * signal. So the core asks the interrupt check at every tick too: a blocking DTLS
+ * handshake whose check says stop ends at the first tick, not at its timeout. */
+TEST(test_dtls_blocking_handshake_asks_the_interrupt_check_at_each_tick)
+{
+    trk_ctx *cctx, *sctx;
+    trk_conn *c;
+    trk_error e;
+    int sv[2];
+    dtls_opts fast = {.initial_timeout = 0.05};
+    REQUIRE(d_contexts(&fast, &cctx, &sctx));
+    REQUIRE(udp_pair(sv));
+    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 5.0, "localhost", &c, &e), TRK_OK, &e);
+    check_calls = 0;
+    trk_conn_set_interrupt_check(c, always_stop, NULL);
+    double t0 = now_s();
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_CALLBACK, &e);
+    CHECK(now_s() - t0 < 1.0);
+    CHECK(check_calls == 1);
+    trk_conn_free(c);
+    close(sv[0]);
+    close(sv[1]);
+    trk_ctx_free(cctx);
+    trk_ctx_free(sctx);
+}
+
 /* A UDP relay on 127.0.0.1 between the client's socket and the server's that drops
  * the datagrams its `drop` function chooses (dir 0: client to server). */
 struct relay {
@@ -1151,6 +1187,7 @@ int main(void)
     RUN(test_dtls_sockets_refuse_the_wrong_kind);
     RUN(test_dtls_udp_sockets_blocking_with_timeout);
     RUN(test_dtls_udp_blocking_wait_retransmits_until_the_timeout);
+    RUN(test_dtls_blocking_handshake_asks_the_interrupt_check_at_each_tick);
     RUN(test_dtls_udp_retransmission_through_a_lossy_relay);
     RUN(test_dtls_udp_retransmission_default_timer_blocking_socket);
     u_free_certs();
