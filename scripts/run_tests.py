@@ -400,6 +400,20 @@ def suite_c_asan(res, log):
         check_sanitizer_reports(res, reports, out)
 
 
+def check_tsan_reports(res, report_dir, output):
+    """Any ThreadSanitizer report (a file in report_dir, or in the output) fails the
+    suite."""
+    for path in sorted(glob.glob(os.path.join(report_dir, "*"))):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if "ThreadSanitizer" in text:
+            say("--- ThreadSanitizer report %s ---" % rel(path))
+            say(text[:20000])
+            res.problem("ThreadSanitizer report in %s" % rel(path))
+    if "WARNING: ThreadSanitizer" in output:
+        res.problem("ThreadSanitizer report in the output (see the log)")
+
+
 def suite_c_tsan(res, log):
     """The C tests under ThreadSanitizer: test_threads shares contexts between eight
     threads; the others run servers and relays in threads. Any report fails."""
@@ -411,15 +425,7 @@ def suite_c_tsan(res, log):
         env["TSAN_OPTIONS"] = ":".join(["halt_on_error=0", "second_deadlock_stack=1",
                                         "log_path=" + os.path.join(reports, "tsan")])
         out = count_c_tests(res, c_binaries("build/tsan/c"), env, log, LIMIT_C * 3)
-        for path in sorted(glob.glob(os.path.join(reports, "*"))):
-            with open(path, errors="replace") as f:
-                text = f.read()
-            if "ThreadSanitizer" in text:
-                say("--- ThreadSanitizer report %s ---" % rel(path))
-                say(text[:20000])
-                res.problem("ThreadSanitizer report in %s" % rel(path))
-        if "WARNING: ThreadSanitizer" in out:
-            res.problem("ThreadSanitizer report in the output (see the log)")
+        check_tsan_reports(res, reports, out)
 
 
 def suite_python_tsan(res, log):
@@ -455,13 +461,7 @@ def suite_python_tsan(res, log):
                            where="tests/python/test_threads.py", extra=["-k", "not fork"])
     if odd_exit:
         res.problem(odd_exit)
-    for path in sorted(glob.glob(os.path.join(reports, "*"))):
-        with open(path, errors="replace") as f:
-            text = f.read()
-        if "ThreadSanitizer" in text:
-            say("--- ThreadSanitizer report %s ---" % rel(path))
-            say(text[:20000])
-            res.problem("ThreadSanitizer report in %s" % rel(path))
+    check_tsan_reports(res, reports, out)
 
 
 def python_asan_env(report_dir):

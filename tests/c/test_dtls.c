@@ -953,18 +953,40 @@ TEST(test_dtls_udp_sockets_blocking_with_timeout)
     trk_ctx_free(sctx);
 }
 
+/* A DTLS client on a UDP socket whose peer never answers (sv[1] only receives),
+ * with a 0.05 s initial retransmission timer and the given timeout. */
+struct silent {
+    trk_ctx *cctx, *sctx;
+    trk_conn *c;
+    int sv[2];
+};
+
+static int silent_client(double timeout, struct silent *s)
+{
+    trk_error e;
+    dtls_opts fast = {.initial_timeout = 0.05};
+    return d_contexts(&fast, &s->cctx, &s->sctx) && udp_pair(s->sv) &&
+           trk_conn_new_fd(s->cctx, s->sv[0], timeout, "localhost", &s->c, &e) == TRK_OK;
+}
+
+static void silent_free(struct silent *s)
+{
+    trk_conn_free(s->c);
+    close(s->sv[0]);
+    close(s->sv[1]);
+    trk_ctx_free(s->cctx);
+    trk_ctx_free(s->sctx);
+}
+
 /* Nobody answers: the blocking wait retransmits on the timer until the call's
  * timeout, which is TRK_TIMEOUT (the connection can try again). */
 TEST(test_dtls_udp_blocking_wait_retransmits_until_the_timeout)
 {
-    trk_ctx *cctx, *sctx;
-    trk_conn *c;
+    struct silent q;
     trk_error e;
-    int sv[2];
-    dtls_opts fast = {.initial_timeout = 0.05};
-    REQUIRE(d_contexts(&fast, &cctx, &sctx));
-    REQUIRE(udp_pair(sv));
-    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 0.4, "localhost", &c, &e), TRK_OK, &e);
+    REQUIRE(silent_client(0.4, &q));
+    trk_conn *c = q.c;
+    int *sv = q.sv;
     double t0 = now_s();
     CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_TIMEOUT, &e);
     double took = now_s() - t0;
@@ -980,11 +1002,7 @@ TEST(test_dtls_udp_blocking_wait_retransmits_until_the_timeout)
     double left;
     CHECK(trk_conn_dtls_get_timeout(c, &left) == 1 && left >= 0 && left <= 0.5);
     CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_WANT_READ, &e);
-    trk_conn_free(c);
-    close(sv[0]);
-    close(sv[1]);
-    trk_ctx_free(cctx);
-    trk_ctx_free(sctx);
+    silent_free(&q);
 }
 
 /* An interrupt check whose answer is "stop": a signal whose handler raised. */
@@ -1002,25 +1020,16 @@ static int always_stop(void *ud)
  * handshake whose check says stop ends at the first tick, not at its timeout. */
 TEST(test_dtls_blocking_handshake_asks_the_interrupt_check_at_each_tick)
 {
-    trk_ctx *cctx, *sctx;
-    trk_conn *c;
+    struct silent q;
     trk_error e;
-    int sv[2];
-    dtls_opts fast = {.initial_timeout = 0.05};
-    REQUIRE(d_contexts(&fast, &cctx, &sctx));
-    REQUIRE(udp_pair(sv));
-    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 5.0, "localhost", &c, &e), TRK_OK, &e);
+    REQUIRE(silent_client(5.0, &q));
     check_calls = 0;
-    trk_conn_set_interrupt_check(c, always_stop, NULL);
+    trk_conn_set_interrupt_check(q.c, always_stop, NULL);
     double t0 = now_s();
-    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_CALLBACK, &e);
+    CHECK_STATUS(trk_conn_do_handshake(q.c, &e), TRK_CALLBACK, &e);
     CHECK(now_s() - t0 < 1.0);
     CHECK(check_calls == 1);
-    trk_conn_free(c);
-    close(sv[0]);
-    close(sv[1]);
-    trk_ctx_free(cctx);
-    trk_ctx_free(sctx);
+    silent_free(&q);
 }
 
 /* A UDP relay on 127.0.0.1 between the client's socket and the server's that drops
