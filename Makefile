@@ -108,55 +108,45 @@ $(LUA_MOD): $(CORE_SRC) $(CORE_HDR) $(LUA_SHIM)
 	@mkdir -p $(@D)
 	$(CC) -shared -fPIC $(OPT) $(WARN) -Icsrc -I$(LUA_INC) $(LUA_SHIM_SRC) $(CORE_SRC) $(LIBS) -o $@
 
-# --- the same under AddressSanitizer + UndefinedBehaviorSanitizer -----------
+# --- the same under AddressSanitizer + UBSan, and under ThreadSanitizer ------
+#
+# One set of rules per sanitizer, from one template: $(1) is the directory under
+# build/ (asan, tsan), $(2) and $(3) name the variables holding the compile and link
+# flags (names, not values: the flags hold commas, which $(call) would split).
+# Each gets the core's objects, the C test programs, and the Python extension in a
+# complete package directory of its own, so that PYTHONPATH=build/$(1)/python
+# imports it and never the normal build.
+TSAN_LD := -fsanitize=thread
+
+define sanitized_build
+build/$(1)/obj/%.o: csrc/%.c $$(CORE_HDR)
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)) $$(WARN) $$(CORE_WERROR) -Icsrc -c $$< -o $$@
+
+build/$(1)/c/%: tests/c/%.c $$(C_HELPER_SRC) $$(C_TEST_HDR) $$(CORE_SRC:csrc/%.c=build/$(1)/obj/%.o)
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)) $$(WARN) -Icsrc -Itests/c $$< $$(C_HELPER_SRC) \
+	    $$(CORE_SRC:csrc/%.c=build/$(1)/obj/%.o) $$(LIBS) -o $$@
+
+build/$(1)/python/tlsrekey/_tlsrekey$$(EXT_SUFFIX): $$(CORE_SRC) $$(CORE_HDR) $$(PY_SHIM) \
+        $$(PY_PKG) setup.py | $$(DEPS_STAMP)
+	rm -rf build/$(1)/python
+	CFLAGS='$$($(2)) $$(SAN_PY)' LDFLAGS='$$($(3))' $$(VPY) setup.py -q build_ext --force \
+	    --build-lib build/$(1)/python --build-temp build/$(1)/tmp
+	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
+	    | tar -C build/$(1)/python -xf -
+	@test -f $$@ || { echo "setup.py did not produce $$@" >&2; exit 1; }
+endef
+
+$(eval $(call sanitized_build,asan,SAN,SAN_LD))
+$(eval $(call sanitized_build,tsan,TSAN,TSAN_LD))
 
 build-asan: build-asan-c build-asan-python build-asan-lua
-
 build-asan-c: $(C_TESTS_ASAN)
-
-build/asan/obj/%.o: csrc/%.c $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(SAN) $(WARN) $(CORE_WERROR) -Icsrc -c $< -o $@
-
-build/asan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_ASAN)
-	@mkdir -p $(@D)
-	$(CC) $(SAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_ASAN) $(LIBS) -o $@
-
-# --- the C tests under ThreadSanitizer ---------------------------------------
-
-build-tsan-c: $(C_TESTS_TSAN)
-
-build/tsan/obj/%.o: csrc/%.c $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(TSAN) $(WARN) $(CORE_WERROR) -Icsrc -c $< -o $@
-
-build/tsan/c/%: tests/c/%.c $(C_HELPER_SRC) $(C_TEST_HDR) $(CORE_OBJ_TSAN)
-	@mkdir -p $(@D)
-	$(CC) $(TSAN) $(WARN) -Icsrc -Itests/c $< $(C_HELPER_SRC) $(CORE_OBJ_TSAN) $(LIBS) -o $@
-
-# The Python extension under ThreadSanitizer, in a package directory of its own as
-# the ASan one (the threaded Python tests run with libtsan preloaded).
-build-tsan-python: $(PY_EXT_TSAN)
-
-$(PY_EXT_TSAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_STAMP)
-	rm -rf build/tsan/python
-	CFLAGS='$(TSAN) $(SAN_PY)' LDFLAGS='-fsanitize=thread' $(VPY) setup.py -q build_ext --force \
-	    --build-lib build/tsan/python --build-temp build/tsan/tmp
-	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
-	    | tar -C build/tsan/python -xf -
-	@test -f $@ || { echo "setup.py did not produce $@" >&2; exit 1; }
-
-# The ASan extension lives in its own complete package directory, so that
-# PYTHONPATH=build/asan/python imports it and never the normal build.
 build-asan-python: $(PY_EXT_ASAN)
-
-$(PY_EXT_ASAN): $(CORE_SRC) $(CORE_HDR) $(PY_SHIM) $(PY_PKG) setup.py | $(DEPS_STAMP)
-	rm -rf build/asan/python
-	CFLAGS='$(SAN) $(SAN_PY)' LDFLAGS='$(SAN_LD)' $(VPY) setup.py -q build_ext --force \
-	    --build-lib build/asan/python --build-temp build/asan/tmp
-	tar -C python -cf - --exclude='*.so' --exclude=__pycache__ tlsrekey \
-	    | tar -C build/asan/python -xf -
-	@test -f $@ || { echo "setup.py did not produce $@" >&2; exit 1; }
+# The threaded Python tests run against this one with libtsan preloaded.
+build-tsan-c: $(C_TESTS_TSAN)
+build-tsan-python: $(PY_EXT_TSAN)
 
 build-asan-lua: $(LUA_MOD_ASAN) build/asan/nodlclose.so
 

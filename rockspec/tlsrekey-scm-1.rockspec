@@ -2,8 +2,9 @@
 package = "tlsrekey"
 version = "scm-1"
 source = {
-   url = "git+file:///work/main", -- replaced by the project's public address on release
-   branch = "main",
+   -- The checkout this rockspec lies in: `luarocks make` builds from the current
+   -- directory and fetches nothing. A release rockspec names the public address.
+   url = ".",
 }
 description = {
    summary = "TLS connections with TLS 1.3 key update and TLS 1.2 renegotiation",

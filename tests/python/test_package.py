@@ -210,3 +210,32 @@ def test_typical_use_type_checks(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not (SOURCE_ROOT / ".git").exists(),
+                    reason="runs in a git checkout only (asks git for the tracked files)")
+def test_no_tracked_file_names_a_path_of_one_machine():
+    """The tree works wherever it is cloned: no tracked file names this checkout's
+    own location, a home directory or an absolute file:// URL."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=SOURCE_ROOT, check=True,
+                           capture_output=True).stdout.split(b"\0")
+    # this checkout's location, as a path of its own (not the end of a longer one)
+    here = re.compile(rb"(?<![\w./-])" + re.escape(str(SOURCE_ROOT).encode()) +
+                      rb"(?![\w.-])")
+    # (assembled here, so that this file does not name them itself)
+    slash = b"/"
+    patterns = [re.compile(re.escape(b"file:" + slash * 3)),
+                re.compile(re.escape(slash + b"home" + slash) + rb"[a-z_]"),
+                re.compile(rb"(?<![\w.-])" + re.escape(slash + b"root" + slash))]
+    found = []
+    for name in filter(None, files):
+        path = SOURCE_ROOT / name.decode()
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue                     # binary: a fuzz input, not text
+        for i, line in enumerate(data.splitlines(), 1):
+            if here.search(line) or any(p.search(line) for p in patterns):
+                found.append("%s:%d: %s" % (name.decode(), i, line.decode(errors="replace")[:100]))
+    assert not found, "\n".join(found)
