@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -107,8 +109,10 @@ trk_conn_extra *trk__extra(trk_conn *conn)
 {
     if (conn->x == NULL) {
         conn->x = calloc(1, sizeof *conn->x);
-        if (conn->x != NULL)
+        if (conn->x != NULL) {
             conn->x->timeout = TRK_TIMEOUT_NONE;
+            conn->x->wake_fd = -1;
+        }
     }
     return conn->x;
 }
@@ -230,6 +234,68 @@ void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *use
 {
     conn->interrupt_fn = fn;
     conn->interrupt_ud = fn != NULL ? userdata : NULL;
+}
+
+void trk_conn_set_wait_hook(trk_conn *conn, trk_wait_hook_fn fn, void *userdata)
+{
+    conn->wait_fn = fn;
+    conn->wait_ud = fn != NULL ? userdata : NULL;
+}
+
+void trk__wake_readers(trk_conn *conn)
+{
+    trk_conn_extra *x = conn->x;
+    if (x != NULL && x->wake_fd >= 0 &&
+        __atomic_load_n(&x->readers_waiting, __ATOMIC_SEQ_CST) > 0) {
+        uint64_t one = 1;
+        if (write(x->wake_fd, &one, sizeof one) < 0) {
+            /* EAGAIN: the counter is full, so it is readable already */
+        }
+    }
+}
+
+/* A read's wait may let the connection go when the shim asked for it and the
+ * eventfd that wakes it can be had (without one it keeps the connection). */
+static int read_wait_releases(trk_conn *c, trk_ssl_step step, trk_status st)
+{
+    if (step != trk__step_read || c->wait_fn == NULL || st != TRK_WANT_READ || c->x == NULL)
+        return 0;
+    if (c->x->wake_fd < 0)
+        c->x->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return c->x->wake_fd >= 0;
+}
+
+/* The wait of a read without the connection: 1 go on (ready or woken), 0 timed
+ * out, -1 errno, -3 a signal: the connection was not taken back (nothing of it
+ * may be touched; the shim runs its handlers without it). */
+static int released_wait(trk_conn *c, int fd, double deadline)
+{
+    trk_conn_extra *x = c->x;
+    trk_wait_hook_fn fn = c->wait_fn;
+    void *ud = c->wait_ud;
+    int efd = x->wake_fd;
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
+
+    __atomic_add_fetch(&x->readers_waiting, 1, __ATOMIC_SEQ_CST);
+    fn(ud, TRK_WAIT_RELEASE);
+    int r = poll(p, 2, remaining_ms(deadline));
+    int e = errno;
+    int lost = r < 0 && e == EINTR;
+    if (!lost && fn(ud, TRK_WAIT_RETAKE) != 0)
+        lost = 1;
+    __atomic_sub_fetch(&x->readers_waiting, 1, __ATOMIC_SEQ_CST);
+    if (lost) {
+        fn(ud, TRK_WAIT_ABANDON);
+        return -3;
+    }
+    if (r > 0 && (p[1].revents & POLLIN)) {
+        uint64_t v;
+        if (read(efd, &v, sizeof v) < 0) {
+            /* EAGAIN: another reader took the wake-up; this one saw it anyway */
+        }
+    }
+    errno = e;
+    return r > 0 ? 1 : r;
 }
 
 /* 0 and *out, or an errno; EINTR: the interrupt check said stop. */
@@ -663,9 +729,23 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                 }
                 /* A signal can end a blocking read() inside OpenSSL (EINTR, which
                  * it reports as a retry) or our poll(): ask before waiting on. */
-                int r = step_errno == EINTR && interrupted(conn)
-                            ? -2
-                            : wait_fd(conn, conn->fd, st == TRK_WANT_WRITE, until);
+                int r;
+                if (step_errno == EINTR && interrupted(conn)) {
+                    r = -2;
+                } else if (read_wait_releases(conn, step, st)) {
+                    r = released_wait(conn, conn->fd, until);
+                    if (r == -3)
+                        return trk__fail(err, TRK_CALLBACK, "interrupted",
+                                         "%s: interrupted by a signal", op);
+                    /* Other threads had the connection meanwhile. */
+                    trk_status now = trk__usable(conn, op, err);
+                    if (now != TRK_OK)
+                        return now;
+                    if (trk__stashed(conn) > 0)
+                        return TRK__STASHED;
+                } else {
+                    r = wait_fd(conn, conn->fd, st == TRK_WANT_WRITE, until);
+                }
                 if (r > 0)
                     continue;
                 if (r == -2)
@@ -776,6 +856,7 @@ void trk_conn_close(trk_conn *conn)
 {
     if (conn == NULL || conn->ssl == NULL)
         return;
+    trk__wake_readers(conn);
     if (conn->transport == TRK_T_PAIR)
         detach_from_peer(conn);
     SSL_free(conn->ssl);
@@ -804,6 +885,8 @@ void trk_conn_free(trk_conn *conn)
     trk_conn_close(conn);
     if (conn->fatal != &trk__nomem_fatal)
         free(conn->fatal);
+    if (conn->x != NULL && conn->x->wake_fd >= 0)
+        close(conn->x->wake_fd);
     free(conn->x);
     trk_ctx_free(conn->ctx);
     free(conn);

@@ -185,6 +185,7 @@ static void remember_fatal(trk_conn *conn, const trk_error *err)
     conn->fatal = malloc(sizeof *conn->fatal);
     if (conn->fatal != NULL)
         *conn->fatal = *err;
+    trk__wake_readers(conn); /* their read can only fail now: they learn at once */
 }
 
 trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err)

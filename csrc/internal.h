@@ -180,6 +180,13 @@ typedef struct trk_conn_extra {
      * one write(2) with the record behind it (io.c, sock_write). */
     uint8_t held_len;
     unsigned char held[TRK_HELD_MAX];
+
+    /* Full duplex (trk_conn_set_wait_hook): an eventfd, made when a read first lets
+     * the connection go (-1 until then), that wakes the reads waiting without it;
+     * and how many do (changed with __atomic: a read that could not take the
+     * connection back leaves without it). */
+    int wake_fd;
+    int readers_waiting;
 } trk_conn_extra;
 
 struct trk_conn {
@@ -224,7 +231,20 @@ struct trk_conn {
 
     trk_interrupt_fn interrupt_fn;
     void *interrupt_ud;
+    trk_wait_hook_fn wait_fn;
+    void *wait_ud;
 };
+
+/* trk_conn_read's step (io.c). */
+int trk__step_read(trk_conn *c, void *arg, size_t *n);
+
+/* A status trk__drive returns only to trk_conn_read: while the read waited without
+ * the connection, another call left data in the stash, which comes first. */
+#define TRK__STASHED ((trk_status)100)
+
+/* Wakes the reads waiting without the connection (trk_conn_set_wait_hook), if any,
+ * after a call that may have changed what they wait for. */
+void trk__wake_readers(trk_conn *conn);
 
 /* The extra part of a connection, made (zeroed, no timeout) when first needed;
  * NULL when it cannot be allocated. In connection.c. */

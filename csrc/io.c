@@ -26,7 +26,8 @@ static int step_handshake(trk_conn *c, void *arg, size_t *n)
     return SSL_do_handshake(c->ssl);
 }
 
-static int step_read(trk_conn *c, void *arg, size_t *n)
+/* Named for trk__drive: the wait of this step alone may let the connection go. */
+int trk__step_read(trk_conn *c, void *arg, size_t *n)
 {
     struct io_buf *b = arg;
     return SSL_read_ex(c->ssl, b->data, b->len, n);
@@ -165,6 +166,8 @@ trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err)
     int began = trk__call_deadline_begin(conn);
     trk_status st = do_handshake_call(conn, err);
     trk__call_deadline_end(conn, began);
+    if (conn != NULL) /* a renegotiation it drove may have stashed data */
+        trk__wake_readers(conn);
     return st;
 }
 
@@ -199,13 +202,19 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
     if (conn != NULL && conn->ssl != NULL && (*n = take_stash(conn, buf, cap)) > 0) {
         trk__err_clear();
         conn->stats.bytes_read += *n;
+        if (trk__stashed(conn) > 0) /* what is left is for a read waiting meanwhile */
+            trk__wake_readers(conn);
         return TRK_OK;
     }
     trk_status st = trk__usable(conn, "read", err);
     if (st != TRK_OK)
         return st;
     struct io_buf b = {buf, cap};
-    st = trk__drive(conn, step_read, &b, n, "read", err);
+    st = trk__drive(conn, trk__step_read, &b, n, "read", err);
+    if (st == TRK__STASHED) {
+        *n = take_stash(conn, buf, cap);
+        st = TRK_OK;
+    }
     if (st == TRK_OK) {
         conn->stats.bytes_read += *n;
     } else {
@@ -297,6 +306,9 @@ trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n
     int began = trk__call_deadline_begin(conn);
     trk_status st = write_call(conn, buf, len, n, err);
     trk__call_deadline_end(conn, began);
+    /* A TLS 1.2 renegotiation it drove may have stashed the peer's data. */
+    if (conn != NULL && trk__stashed(conn) > 0)
+        trk__wake_readers(conn);
     return st;
 }
 
@@ -702,5 +714,7 @@ trk_status trk_conn_shutdown(trk_conn *conn, int *complete, trk_error *err)
     int began = trk__call_deadline_begin(conn);
     trk_status st = shutdown_call(conn, complete, err);
     trk__call_deadline_end(conn, began);
+    if (conn != NULL) /* it may have read the peer's close_notify, or stashed data */
+        trk__wake_readers(conn);
     return st;
 }

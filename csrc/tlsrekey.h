@@ -658,6 +658,27 @@ void trk_conn_set_event_callback(trk_conn *conn, trk_event_fn fn, void *userdata
 typedef int (*trk_interrupt_fn)(void *userdata);
 void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata);
 
+/* Full duplex (socket transports). A shim that serialises the calls on a
+ * connection with a lock of its own can let another thread use the connection
+ * while a read waits for the socket: the core calls fn(userdata, TRK_WAIT_RELEASE)
+ * just before such a wait (the shim lets its lock go) and fn(userdata,
+ * TRK_WAIT_RETAKE) right after it (the shim takes it back). Only reads let go, and
+ * only between two SSL_read calls, where OpenSSL's state is as after any
+ * non-blocking read: a write, key update or close from another thread meanwhile
+ * is one call after another, never two at once. A call that may have taken what
+ * the reader waits for (a renegotiation driven by a write reads the peer's data
+ * into the stash; shutdown, close, a failure) wakes it; it then takes the stashed
+ * data, or reports the close.
+ * A signal that ends the wait calls fn(userdata, TRK_WAIT_ABANDON) instead of
+ * RETAKE, and so does a RETAKE that returns nonzero (a signal ended the wait for
+ * the lock): the read then returns TRK_CALLBACK ("interrupted") at once, without
+ * the connection and without touching it again, having read nothing; the shim
+ * runs its signal handlers and may call read again. fn NULL (the default) keeps
+ * the connection through the wait. */
+enum { TRK_WAIT_RELEASE = 0, TRK_WAIT_RETAKE = 1, TRK_WAIT_ABANDON = 2 };
+typedef int (*trk_wait_hook_fn)(void *userdata, int phase);
+void trk_conn_set_wait_hook(trk_conn *conn, trk_wait_hook_fn fn, void *userdata);
+
 /* trk_conn_new_connect whose wait for the TCP connection asks `check` (as above)
  * when a signal arrives: nonzero ends it with TRK_CALLBACK ("interrupted"), the
  * socket closed. Give the new connection its own check afterwards. */

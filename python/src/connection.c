@@ -114,10 +114,14 @@ peer_of(ConnectionObject *self)
 /* Takes the lock, waiting with the GIL released when another thread has it. An
  * interruptible wait runs Python's signal handlers when a signal arrives, and
  * returns -1 with their exception set (Ctrl-C: KeyboardInterrupt) instead of
- * waiting on; otherwise returns 0 holding the lock. A lock a thread of the parent
+ * waiting on; otherwise returns 0 holding the lock. LEAVE_ON_SIGNAL returns -1 at
+ * any signal, without running the handlers (the caller runs them once it holds
+ * nothing). A lock a thread of the parent
  * held at fork() is never given back in the child: -2 (interruptible), or taken
  * over (the GC and dealloc, which only free). The waiting list and the hand-over
  * are changed only with the GIL held. */
+enum { LEAVE_ON_SIGNAL = 2 };
+
 static int
 lock_acquire_ex(ConnectionObject *self, int interruptible)
 {
@@ -160,7 +164,8 @@ lock_acquire_ex(ConnectionObject *self, int interruptible)
                 PyThread_acquire_lock(w.wake, WAIT_LOCK);
                 break;
             }
-            if (PyErr_CheckSignals() < 0) {         /* leave the queue, lock not taken */
+            if (interruptible == LEAVE_ON_SIGNAL || PyErr_CheckSignals() < 0) {
+                /* leave the queue, lock not taken */
                 for (pw = &waiting; *pw != NULL; pw = &(*pw)->next) {
                     if (*pw == &w) {
                         *pw = w.next;
@@ -444,6 +449,36 @@ interrupt_trampoline(void *userdata)
     return rc;
 }
 
+/*
+ * A read waiting on its socket lets the connection go (trk_conn_set_wait_hook):
+ * meanwhile other threads write, key-update, ask or close, as with ssl.SSLSocket.
+ * The lock is let go and taken back with the GIL held, like any lock_* call. A
+ * signal during the wait (or during the wait to take the lock back) makes the read
+ * leave without the connection: read_abandoned tells read_entered, which runs the
+ * handlers holding nothing and, when they raise nothing, reads again.
+ */
+static _Thread_local int read_abandoned;
+
+static int
+wait_hook(void *userdata, int phase)
+{
+    ConnectionObject *self = userdata;
+    PyGILState_STATE gil;
+    int rc = 0;
+
+    if (phase == TRK_WAIT_ABANDON) {
+        read_abandoned = 1;
+        return 0;
+    }
+    gil = PyGILState_Ensure();
+    if (phase == TRK_WAIT_RELEASE)
+        lock_release(self);
+    else
+        rc = lock_acquire_ex(self, LEAVE_ON_SIGNAL) != 0;
+    PyGILState_Release(gil);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Life and death                                                             */
 /* ------------------------------------------------------------------------- */
@@ -466,6 +501,7 @@ shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock)
     self->pair = NULL;
     self->weakreflist = NULL;
     trk_conn_set_interrupt_check(conn, interrupt_trampoline, self);
+    trk_conn_set_wait_hook(conn, wait_hook, self);
     PyObject_GC_Track(self);
     return self;
 }
@@ -651,6 +687,31 @@ write_io(ConnectionObject *self, const char *buf, size_t len, size_t *written,
     return st;
 }
 
+/* conn_enter, then read_io; again after a signal made the read leave its wait
+ * without the connection (wait_hook) and Python's handlers raised nothing (the
+ * read had taken nothing). Returns ENTER_FAILED with an exception set, or how the
+ * connection was entered, with the read's status in *st. */
+static int
+read_entered(ConnectionObject *self, void *buf, size_t cap, size_t *got, trk_error *err,
+             trk_status *st)
+{
+    int entered;
+
+    for (;;) {
+        if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+            return ENTER_FAILED;
+        read_abandoned = 0;
+        *st = read_io(self, buf, cap, got, err);
+        if (!read_abandoned)
+            return entered;
+        read_abandoned = 0;
+        if (entered == ENTER_LOCKED)    /* the lock is gone: only conn_enter's ref */
+            Py_XDECREF(peer_of(self));
+        if (PyErr_CheckSignals() < 0)
+            return ENTER_FAILED;
+    }
+}
+
 static PyObject *
 Connection_do_handshake(ConnectionObject *self, PyObject *unused)
 {
@@ -687,11 +748,11 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
     buf = PyBytes_FromStringAndSize(NULL, cap);
     if (buf == NULL)
         return NULL;
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
+    entered = read_entered(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err, &st);
+    if (entered == ENTER_FAILED) {
         Py_DECREF(buf);
         return NULL;
     }
-    st = read_io(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err);
     if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
         st = TRK_OK;
         got = 0;
@@ -775,9 +836,9 @@ Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, "read_into needs room for at least one byte");
         goto fail;
     }
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st)) ==
+        ENTER_FAILED)
         goto fail;
-    st = read_io(self, view.buf, (size_t)cap, &got, &err);
     if (st == TRK_CLOSED) {
         st = TRK_OK;
         got = 0;
@@ -1697,7 +1758,9 @@ PyTypeObject Connection_Type = {
               "Context.memory() or tlsrekey.pair(); not constructed directly.\n\n"
               "One connection may be used from several threads: calls are serialised\n"
               "(both ends of a pair together), and the GIL is released while OpenSSL\n"
-              "works. A with-block closes it.",
+              "works. A read waiting on its socket lets the connection go meanwhile:\n"
+              "another thread may write, key-update, ask or close (a close ends the\n"
+              "read with StateError). A with-block closes it.",
     .tp_traverse = (traverseproc)Connection_traverse,
     .tp_clear = (inquiry)Connection_clear,
     .tp_weaklistoffset = offsetof(ConnectionObject, weakreflist),

@@ -635,41 +635,82 @@ def test_ctrl_c_interrupts_a_connect_that_waits(test_cert):
 
 
 def test_ctrl_c_interrupts_a_wait_for_a_connection_another_thread_uses(test_cert):
-    """While one thread reads, another thread's call on the same connection waits
-    for it; Ctrl-C ends that wait with KeyboardInterrupt, and nothing is left half
-    done: the reader goes on, the connection works."""
+    """While one thread's write waits for room on the socket (a write keeps the
+    connection through its waits), another thread's call on the same connection
+    waits for it; Ctrl-C ends that wait with KeyboardInterrupt, and nothing is left
+    half done: the writer goes on, every byte arrives, the connection works."""
     link = socket_link(*test_cert)
     client, server = link.client, link.server
+    big = b"w" * (4 << 20)
     try:
         client.settimeout(TIMEOUT)
-        got = []
-        reader = threading.Thread(target=lambda: got.append(client.read()))
-        reader.start()
-        time.sleep(0.2)                      # the reader holds the connection, waiting
+        writer = threading.Thread(target=client.write, args=(big,))
+        writer.start()
+        time.sleep(0.2)                      # the writer holds the connection, waiting
         sig = RepeatedSigint()
         start = time.monotonic()
         try:
             with pytest.raises(KeyboardInterrupt):
-                client.write(b"from the main thread")
+                client.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
         finally:
             sig.close()
         assert time.monotonic() - start < TIMEOUT / 2
-        server.write(b"for the reader")
-        reader.join(TIMEOUT)
-        assert got == [b"for the reader"]
+        got = 0
+        while got < len(big):
+            got += len(server.read(1 << 20))
+        writer.join(TIMEOUT)
+        assert got == len(big)
         client.write(b"after")
         assert server.read() == b"after"
     finally:
         link.close()
 
 
-def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
-    """A signal handler runs inside the blocking read it interrupted; writing on that
-    connection from it is refused, and the error names the signal handler (no event
-    callback is involved). The read then goes on."""
+def test_a_signal_handler_may_write_on_the_connection_whose_read_it_interrupted(
+        test_cert):
+    """A blocking read waits without the connection: a signal handler that runs
+    while it waits may write on that very connection, and the read then goes on
+    and gets the answer."""
     seen = []
     link = socket_link(*test_cert)
     client, server = link.client, link.server
+
+    def handler(signum, frame):
+        if not seen:
+            seen.append(client.write(b"from the handler"))
+    previous = signal.signal(signal.SIGUSR1, handler)
+    stop = threading.Event()
+    try:
+        main = threading.main_thread().ident
+
+        def poke():
+            while not stop.wait(0.1):
+                if seen:
+                    assert server.read() == b"from the handler"
+                    server.write(b"done")
+                    return
+                signal.pthread_kill(main, signal.SIGUSR1)
+        poker = threading.Thread(target=poke)
+        poker.start()
+        client.settimeout(TIMEOUT)
+        assert client.read() == b"done"
+        poker.join(TIMEOUT)
+        assert seen == [len(b"from the handler")]
+    finally:
+        stop.set()
+        signal.signal(signal.SIGUSR1, previous)
+        link.close()
+
+
+def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
+    """A signal handler runs inside the blocking write it interrupted (a write keeps
+    the connection through its waits); writing on that connection from it is
+    refused, and the error names the signal handler (no event callback is
+    involved). The write then goes on."""
+    seen = []
+    link = socket_link(*test_cert)
+    client, server = link.client, link.server
+    big = b"w" * (4 << 20)
 
     def handler(signum, frame):
         if not seen:
@@ -679,20 +720,25 @@ def test_a_signal_handler_that_writes_is_told_what_happened(test_cert):
                 seen.append(exc)
     previous = signal.signal(signal.SIGUSR1, handler)
     stop = threading.Event()
+    got = []
     try:
         main = threading.main_thread().ident
 
         def poke():
             while not stop.wait(0.1):
                 if seen:
-                    server.write(b"done")
+                    n = 0
+                    while n < len(big):
+                        n += len(server.read(1 << 20))
+                    got.append(n)
                     return
                 signal.pthread_kill(main, signal.SIGUSR1)
         poker = threading.Thread(target=poke)
         poker.start()
         client.settimeout(TIMEOUT)
-        assert client.read() == b"done"
+        assert client.write(big) == len(big)
         poker.join(TIMEOUT)
+        assert got == [len(big)]
         assert seen, "the handler never ran"
         assert "signal handler" in str(seen[0])
         assert "event callback" not in str(seen[0])

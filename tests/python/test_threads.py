@@ -225,8 +225,8 @@ def test_questions_from_other_threads_while_one_thread_does_io():
 
 def test_one_socket_connection_shared_by_a_reader_and_writers(test_cert):
     """A blocking socket connection: one thread reads while others write on the
-    same connection. A read that waits holds the connection, so the writers wait
-    their turn; with a short timeout on reads every writer still gets through."""
+    same connection. A read that waits lets the connection go, so every writer gets
+    through while it waits, and every echoed message reaches the reader."""
     a, b = socket.socketpair()
     a.settimeout(TIMEOUT)
     b.settimeout(TIMEOUT)
@@ -252,16 +252,8 @@ def test_one_socket_connection_shared_by_a_reader_and_writers(test_cert):
                 client.write(tagged(t, i))
 
         def reader():
-            client_deadline = time.monotonic() + JOIN
-            while echoed.count(b">") < total and time.monotonic() < client_deadline:
-                client.settimeout(0.01)
-                try:
-                    echoed.extend(client.read())
-                except tlsrekey.TimeoutError:
-                    pass
-                finally:
-                    client.settimeout(TIMEOUT)
-                time.sleep(0.001)            # let a writer have the connection
+            while echoed.count(b">") < total:
+                echoed.extend(client.read())
 
         threads = Threads()
         threads.start(echo_server)
@@ -474,15 +466,17 @@ def test_a_context_setter_racing_handshakes_on_other_threads(test_cert, tmp_path
 def test_a_connection_in_use_by_another_thread_at_fork_is_refused_in_the_child(
         test_cert):
     """The child of fork() has only the forking thread. A connection another thread
-    was using (a read waiting for data) is refused there at once, even for .state,
+    was using (a write waiting for room) is refused there at once, even for .state,
     with an error that says why; other connections, and new ones, work."""
     link = socket_link(*test_cert)
     client, server = link.client, link.server
     idle, idle_peer = tlsrekey.pair()
     client.settimeout(TIMEOUT)
-    reader = threading.Thread(target=client.read)
-    reader.start()
-    time.sleep(0.2)                         # the reader holds the connection
+    # A write waiting on a full socket holds the connection (a waiting read does not)
+    big = b"w" * (4 << 20)
+    writer = threading.Thread(target=client.write, args=(big,))
+    writer.start()
+    time.sleep(0.2)                         # the writer holds the connection
     pid = os.fork()
     if pid == 0:                            # the child: report by exit status
         code = 1
@@ -512,7 +506,152 @@ def test_a_connection_in_use_by_another_thread_at_fork_is_refused_in_the_child(
             os.waitpid(pid, 0)
             raise AssertionError("the child hung on a connection held at fork")
         time.sleep(0.05)
-    server.write(b"for the reader")
-    reader.join(TIMEOUT)
+    got = 0
+    while got < len(big):
+        got += len(server.read(1 << 20))
+    writer.join(TIMEOUT)
     link.close()
+    assert got == len(big)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+# -- full duplex: a read waiting on its socket does not hold the connection --------
+
+PROMPT = 2.0   # seconds a call may take while another thread's read waits
+
+
+class WaitingRead:
+    """A thread blocked in conn.read(), its result or exception kept."""
+
+    def __init__(self, conn, n=16384):
+        self.result = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(conn, n), daemon=True)
+        self.thread.start()
+        time.sleep(0.2)                     # it is waiting by now
+        assert self.thread.is_alive(), "the read did not wait"
+
+    def _run(self, conn, n):
+        try:
+            self.result = conn.read(n)
+        except BaseException as exc:  # noqa: BLE001 - looked at by the test
+            self.error = exc
+
+    def join(self, timeout=TIMEOUT):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the read never returned"
+        return self.result
+
+
+def prompt(fn, *args):
+    """Runs fn in a thread; its result, or a failure if it waits PROMPT seconds
+    (it would wait for the reader: the connection was held)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    t.start()
+    t.join(PROMPT)
+    assert not t.is_alive(), "%s waited for the reading thread" % fn.__name__
+    assert out, "%s failed" % fn.__name__
+    return out[0]
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_a_waiting_read_lets_another_thread_write(test_cert, version):
+    """The ssl.SSLSocket pattern: one thread waits in read() while another writes;
+    the write goes out at once and the peer's answer reaches the reader."""
+    link = socket_link(*test_cert, max_version=version)
+    client, server = link.client, link.server
+    try:
+        client.settimeout(TIMEOUT)   # bounds the test if the reader holds on
+        reader = WaitingRead(client)
+        assert prompt(client.write, b"ping") == 4
+        assert server.read() == b"ping"
+        server.write(b"pong")
+        assert reader.join() == b"pong"
+        assert reader.error is None
+    finally:
+        link.close()
+
+
+def test_questions_and_a_key_update_while_a_read_waits(test_cert):
+    """stats, state, fileno, version, pending and key_update() answer at once while
+    another thread's read waits; the update goes out, and the read then gets data."""
+    link = socket_link(*test_cert, max_version="TLSv1.3")
+    client, server = link.client, link.server
+    try:
+        client.settimeout(TIMEOUT)   # bounds the test if the reader holds on
+        reader = WaitingRead(client)
+        assert prompt(lambda: client.state) == "established"
+        assert prompt(client.fileno) == link.socks[0].fileno()
+        assert prompt(lambda: client.version) == "TLSv1.3"
+        assert prompt(client.pending) == 0
+        before = prompt(lambda: client.stats)["key_updates_sent"]
+        prompt(client.key_update, tlsrekey.KEY_UPDATE_REQUESTED)
+        prompt(client.write, b"after the update")
+        assert server.read() == b"after the update"
+        assert server.stats["key_updates_received"] == 1
+        server.write(b"answer")                 # sealed with the server's new keys
+        assert reader.join() == b"answer"
+        assert client.stats["key_updates_sent"] == before + 1
+        assert client.stats["key_updates_received"] == 1
+    finally:
+        link.close()
+
+
+def test_close_from_another_thread_ends_a_waiting_read(test_cert):
+    """close() from another thread ends a read waiting for data at once, with
+    StateError (closed): not a hang, not b"" (which would mean the peer closed)."""
+    link = socket_link(*test_cert)
+    client = link.client
+    try:
+        client.settimeout(TIMEOUT)   # bounds the test if the reader holds on
+        reader = WaitingRead(client)
+        start = time.monotonic()
+        prompt(client.close)
+        reader.join(PROMPT)
+        assert time.monotonic() - start < PROMPT
+        assert isinstance(reader.error, tlsrekey.StateError), reader.error
+        assert "closed" in str(reader.error)
+        assert client.state == "released"
+    finally:
+        link.close()
+
+
+def test_a_read_waiting_through_renegotiations_driven_by_another_thread(test_cert):
+    """TLS 1.2: one thread reads; another renegotiates and writes. The data the peer
+    sends while a renegotiation runs is taken by the writing thread's call (only a
+    read may take it) and kept: the waiting reader is woken for it. Every answer
+    arrives once and in order."""
+    link = socket_link(*test_cert, max_version="TLSv1.2",
+                       allow_client_renegotiation=True)
+    client, server = link.client, link.server
+    rounds = 30
+    try:
+        client.settimeout(TIMEOUT)
+
+        def echo():
+            for _ in range(rounds):
+                data = server.read()
+                server.write(b"re:" + data)
+                server.write(b"|")
+
+        answers = bytearray()
+
+        def read_all():
+            want = sum(len(b"re:%03d|" % i) for i in range(rounds))
+            while len(answers) < want:
+                answers.extend(client.read())
+
+        threads = Threads()
+        threads.start(echo)
+        threads.start(read_all)
+        time.sleep(0.1)
+        for i in range(rounds):
+            if i % 3 == 0:
+                client.renegotiate()
+            client.write(b"%03d" % i)
+            time.sleep(0.005)
+        threads.join()
+        assert bytes(answers) == b"".join(b"re:%03d|" % i for i in range(rounds))
+        assert client.stats["renegotiations"] >= rounds // 3
+    finally:
+        link.close()
