@@ -187,6 +187,11 @@ typedef struct trk_conn_extra {
      * connection back leaves without it). */
     int wake_fd;
     int readers_waiting;
+
+    /* The write call left pending (trk_conn.write_pending): its whole length, how
+     * much of it went out before the chunk OpenSSL holds, and that chunk's length
+     * (a rekey policy writes in chunks). The same call again resumes there. */
+    size_t pend_total, pend_done, pend_chunk;
 } trk_conn_extra;
 
 struct trk_conn {

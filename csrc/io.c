@@ -291,13 +291,29 @@ static trk_status write_call(trk_conn *conn, const void *buf, size_t len, size_t
             return TRK_OK;
         return trk_conn_do_handshake(conn, err);
     }
+    /* OpenSSL wants a pending write retried with the same data, and takes anything
+     * else for a fatal "bad length"/"bad write retry"; the core knows the length
+     * (a second coroutine's write, a write("") after a timeout). */
+    if (conn->write_pending && conn->x != NULL && len != conn->x->pend_total)
+        return trk__fail(err, TRK_STATE, "write pending",
+                         "write: a write of %zu bytes is pending (it met want_write, "
+                         "want_read, a timeout or a signal); call write again with the "
+                         "same data to finish it first, not %zu bytes",
+                         conn->x->pend_total, len);
     /* A pending write goes first: OpenSSL holds part of its record already. */
     if (!conn->write_pending && renegotiating(conn) &&
         (st = finish_renegotiation(conn, "write", err)) != TRK_OK)
         return st;
     if (trk__policy_active(conn))
-        return trk__write_policed(conn, buf, len, n, err);
-    return trk__write_chunk(conn, buf, len, n, err);
+        st = trk__write_policed(conn, buf, len, n, err);
+    else if ((st = trk__write_chunk(conn, buf, len, n, err)) != TRK_OK &&
+             conn->write_pending && trk__extra(conn) != NULL) {
+        conn->x->pend_done = 0;
+        conn->x->pend_chunk = len;
+    }
+    if (conn->write_pending && conn->x != NULL)
+        conn->x->pend_total = len;
+    return st;
 }
 
 trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,

@@ -236,51 +236,71 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
                               trk_error *err)
 {
     const unsigned char *p = buf;
-    size_t done = 0;
+    size_t done = 0, resume = 0;
     uint64_t rec_limit = record_limit(conn);
     int tls12_server_waiting = 0;
     const trk_rekey_policy *pol = trk__policy(conn);
+    trk_conn_extra *x = conn->x;
+    /* The same call again after a want or a timeout: on from where it stopped, with
+     * the chunk OpenSSL holds (write_call checked the length). */
+    if (conn->write_pending && x != NULL && x->pend_total == len) {
+        done = x->pend_done;
+        resume = x->pend_chunk;
+    }
     /* Only the AEAD limit, far away (the usual case: 2^24 records): the write goes
      * out whole, as without a policy, and only the counts are kept. */
-    if (!has_thresholds(pol) &&
+    if (resume == 0 && !has_thresholds(pol) &&
         conn->epoch_records + len / RECORD_PLAINTEXT + 2 < rec_limit) {
         trk_status st = trk__write_chunk(conn, buf, len, n, err);
         if (st != TRK_OK) {
-            *n = 0; /* as below */
+            if (conn->write_pending && trk__extra(conn) != NULL) {
+                conn->x->pend_done = 0;
+                conn->x->pend_chunk = len;
+            }
             return st;
         }
         conn->epoch_bytes += *n;
         conn->epoch_records += (*n + RECORD_PLAINTEXT - 1) / RECORD_PLAINTEXT;
         return TRK_OK;
     }
-    if (!is_tls13(conn) && has_thresholds(pol) && !pol->use_renegotiation)
+    if (resume == 0 && !is_tls13(conn) && has_thresholds(pol) && !pol->use_renegotiation)
         return tls12_refusal(conn, err);
     do {
-        trk_status st = rekey_if_due(conn, rec_limit, conn->dtls ? len : 0, err);
-        if (st != TRK_OK) {
-            *n = done;
-            return done > 0 ? TRK_OK : st;
+        size_t chunk = resume;
+        if (resume == 0) {
+            trk_status st = rekey_if_due(conn, rec_limit, conn->dtls ? len : 0, err);
+            if (st != TRK_OK) {
+                *n = done;
+                return st;
+            }
+            /* DTLS: one write is one datagram, never split */
+            chunk = conn->dtls ? len : allowance(conn, len - done, rec_limit);
+            if (chunk == 0 && len > done) {
+                /* Only a TLS 1.2 server can get here: its HelloRequest is out and
+                 * the client has not renegotiated yet. Best effort: keep sending. */
+                tls12_server_waiting = 1;
+                chunk = len - done;
+            }
         }
-        /* DTLS: one write is one datagram, never split */
-        size_t chunk = conn->dtls ? len : allowance(conn, len - done, rec_limit);
-        if (chunk == 0 && len > done) {
-            /* Only a TLS 1.2 server can get here: its HelloRequest is out and the
-             * client has not renegotiated yet. Best effort: keep sending. */
-            tls12_server_waiting = 1;
-            chunk = len - done;
-        }
+        resume = 0;
         size_t wrote = 0;
-        st = trk__write_chunk(conn, p + done, chunk, &wrote, err);
+        trk_status st = trk__write_chunk(conn, p + done, chunk, &wrote, err);
+        if (st == TRK_OK || (st == TRK_CALLBACK && wrote == chunk)) {
+            conn->epoch_bytes += wrote;
+            conn->epoch_records += (wrote + RECORD_PLAINTEXT - 1) / RECORD_PLAINTEXT;
+            done += wrote;
+        }
         if (st != TRK_OK) {
+            /* Pending (a want, a timeout, a signal): nothing is reported yet; the
+             * same call again goes on with this chunk. Otherwise what went out. */
+            if (conn->write_pending && trk__extra(conn) != NULL) {
+                conn->x->pend_done = done;
+                conn->x->pend_chunk = chunk;
+                done = 0;
+            }
             *n = done;
-            if (done > 0 && (st == TRK_WANT_READ || st == TRK_WANT_WRITE ||
-                             st == TRK_TIMEOUT))
-                return TRK_OK; /* bytes left already: report them, never a WANT */
             return st;
         }
-        conn->epoch_bytes += wrote;
-        conn->epoch_records += (wrote + RECORD_PLAINTEXT - 1) / RECORD_PLAINTEXT;
-        done += wrote;
     } while (done < len && !tls12_server_waiting);
     *n = done;
     return TRK_OK;

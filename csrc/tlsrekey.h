@@ -408,8 +408,14 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err);
 
 /* Writes all len bytes (len may be 0: OpenSSL is still called, sending whatever
- * protocol message is owed, such as the reply to a key update request).
- * Non-blocking/memory: on WANT_WRITE/WANT_READ call again with the same data. */
+ * protocol message is owed, such as the reply to a key update request), with or
+ * without a rekey policy splitting them between key updates: TRK_OK has *n == len.
+ * WANT_WRITE/WANT_READ, TRK_TIMEOUT or an interrupted wait leave the write pending,
+ * *n 0: call again with the same data (the same len) and it goes on where it
+ * stopped; any other write meanwhile is TRK_STATE ("write pending"), harmless.
+ * Any other failure sets *n to the bytes that went out and are not sent again: an
+ * event callback that failed after the data left (TRK_CALLBACK), a policy's rekey
+ * refused after some chunks. */
 trk_status trk_conn_write(trk_conn *conn, const void *buf, size_t len, size_t *n,
                           trk_error *err);
 

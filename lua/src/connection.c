@@ -9,6 +9,7 @@
  *   everything else returns its value or raises (errors.c); would-block included.
  * close, __close and __gc are one function.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "shim.h"
@@ -313,6 +314,37 @@ static int conn_read_into(lua_State *L)
 /* conn:write(s) or conn:write(buf [, n]) (n from 0 to #buf, default #buf): ""
  * still calls the core (it sends an owed KeyUpdate reply). A length goes with a
  * buffer only: LuaSocket's send(s, i) reads a second number as a start index. */
+/*
+ * A write's error carries `written`: the bytes of the data that went out and are
+ * not sent again, so that a retry sends only the rest (an event callback may fail
+ * after they left). 0 after a timeout: the write is pending, the same call
+ * finishes it. A callback's own error, when bytes went out, becomes the `cause` of
+ * a "callback" error (the error on the stack top); with none out it is raised as
+ * it was.
+ */
+static int raise_written(lua_State *L, trk_status st, const trk_error *err, size_t n)
+{
+    if (err == NULL) {
+        int cause = lua_gettop(L);
+        trk_error e;
+
+        memset(&e, 0, sizeof e);
+        e.alert = -1;
+        snprintf(e.reason, sizeof e.reason, "callback failed");
+        snprintf(e.message, sizeof e.message,
+                 "write: an event callback failed after %zu bytes went out "
+                 "(err.written; its error is err.cause)", n);
+        ltrk_push_error(L, st, &e);
+        lua_pushvalue(L, cause);
+        lua_setfield(L, -2, "cause");
+    } else {
+        ltrk_push_error(L, st, err);
+    }
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_setfield(L, -2, "written");
+    return lua_error(L);
+}
+
 static int conn_write(lua_State *L)
 {
     ltrk_connection *c = check_idle(L);
@@ -334,7 +366,12 @@ static int conn_write(lua_State *L)
 
     ltrk_call_enter(L, c);
     st = trk_conn_write(c->conn, s, len, &n, &err);
-    leave(L, c, st);
+    ltrk_call_leave(L, c);
+    if (ltrk_take_parked(L, c)) {
+        if (n == 0) /* nothing went out: the callback's error as it was raised */
+            return lua_error(L);
+        return raise_written(L, TRK_CALLBACK, NULL, n);
+    }
     switch (st) {
     case TRK_OK:
         lua_pushinteger(L, (lua_Integer)n);
@@ -343,7 +380,7 @@ static int conn_write(lua_State *L)
     case TRK_WANT_WRITE:
         return would_block(L, st);
     default:
-        return ltrk_raise(L, st, &err, 0);
+        return raise_written(L, st, &err, n);
     }
 }
 

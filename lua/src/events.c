@@ -123,7 +123,7 @@ void ltrk_call_leave(lua_State *L, ltrk_connection *self)
 }
 
 /* Raises the parked error of self, else of its peer; returns 0 if none. */
-int ltrk_raise_parked(lua_State *L, ltrk_connection *self)
+int ltrk_take_parked(lua_State *L, ltrk_connection *self)
 {
     ltrk_connection *owner = self->parked_ref != LUA_NOREF ? self : self->peer;
 
@@ -132,6 +132,13 @@ int ltrk_raise_parked(lua_State *L, ltrk_connection *self)
     lua_rawgeti(L, LUA_REGISTRYINDEX, owner->parked_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, owner->parked_ref);
     owner->parked_ref = LUA_NOREF;
+    return 1;
+}
+
+int ltrk_raise_parked(lua_State *L, ltrk_connection *self)
+{
+    if (!ltrk_take_parked(L, self))
+        return 0;
     return lua_error(L);
 }
 

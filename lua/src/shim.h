@@ -113,6 +113,8 @@ int ltrk_testing_set_aead_scale(lua_State *L);
 void ltrk_call_enter(lua_State *L, ltrk_connection *self);
 void ltrk_call_leave(lua_State *L, ltrk_connection *self);
 int ltrk_raise_parked(lua_State *L, ltrk_connection *self);
+/* Pushes the error an event callback parked and returns 1, or returns 0. */
+int ltrk_take_parked(lua_State *L, ltrk_connection *self);
 void ltrk_release_parked(lua_State *L, ltrk_connection *self);
 int ltrk_on_event(lua_State *L);        /* conn:on_event(fn) */
 

@@ -853,6 +853,24 @@ fail:
 }
 
 /* METH_O: one argument needs no tuple and no format string. */
+/* Every exception from write() carries `written`: the bytes of the data that went
+ * out and are not sent again (an event callback may raise after they left). 0
+ * after a want or a timeout: the write is pending, the same call finishes it. An
+ * exception that takes no attributes is left as it is. */
+static void
+note_written(size_t written)
+{
+    PyObject *type, *value, *tb, *n;
+
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    n = PyLong_FromSize_t(written);
+    if (n == NULL || value == NULL || PyObject_SetAttrString(value, "written", n) < 0)
+        PyErr_Clear();
+    Py_XDECREF(n);
+    PyErr_Restore(type, value, tb);
+}
+
 static PyObject *
 Connection_write(ConnectionObject *self, PyObject *data)
 {
@@ -874,8 +892,10 @@ Connection_write(ConnectionObject *self, PyObject *data)
     /* len 0 still calls the core: it sends what is owed (a key update reply). */
     st = write_io(self, view.buf, (size_t)view.len, &written, &err);
     PyBuffer_Release(&view);
-    if (conn_finish(self, entered, st, &err, NULL) < 0)
+    if (conn_finish(self, entered, st, &err, NULL) < 0) {
+        note_written(written);
         return NULL;
+    }
     return PyLong_FromSize_t(written);
 }
 
