@@ -737,10 +737,13 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
                     if (r == -3)
                         return trk__fail(err, TRK_CALLBACK, "interrupted",
                                          "%s: interrupted by a signal", op);
-                    /* Other threads had the connection meanwhile. */
-                    trk_status now = trk__usable(conn, op, err);
-                    if (now != TRK_OK)
-                        return now;
+                    /* Other threads had the connection meanwhile. (Not trk__usable:
+                     * a callback failure this read met stays armed.) */
+                    if (conn->ssl == NULL)
+                        return trk__fail(err, TRK_STATE, "connection is closed",
+                                         "%s: the connection is closed", op);
+                    if (conn->fatal != NULL)
+                        return trk__replay_fatal(conn, err);
                     if (trk__stashed(conn) > 0)
                         return TRK__STASHED;
                 } else {

@@ -199,6 +199,11 @@ trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err)
 trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err)
 {
     trk__err_clear();
+    /* A callback failure is carried within one call only (finish_renegotiation to
+     * the call's own step); a call that failed for a reason of its own reported it
+     * with that failure, and the next call must not report it again. */
+    if (conn != NULL)
+        conn->callback_failed = 0;
     if (conn == NULL || conn->ssl == NULL)
         return trk__fail(err, TRK_STATE, "connection is closed",
                          "%s: the connection is closed", op);

@@ -124,4 +124,28 @@ describe("write", function()
       end)
     end
   end
+
+  it("does not report again a callback failure of a call that failed on its own", function()
+    local c, s = socket_ends { max_version = "TLSv1.2", allow_client_renegotiation = true }
+    c:settimeout(5)
+    s:settimeout(5)
+    c:on_event(function(ev)
+      if ev.name == "handshake_start" then error("boom") end
+    end)
+    assert.is_true(c:renegotiate())          -- scheduled: the next I/O performs it
+    assert.equal(16, s:write("before the close"))
+    pcall(s.shutdown, s)
+    assert.is_false(pcall(c.write, c, "x"))
+    c:on_event(nil)
+    local got = {}
+    while true do
+      local data, err = c:read(65536)
+      if not data then
+        assert.is_nil(err)                   -- nil alone: the peer closed cleanly
+        break
+      end
+      got[#got + 1] = data
+    end
+    assert.equal("before the close", table.concat(got))
+  end)
 end)

@@ -166,3 +166,33 @@ def test_a_raising_callback_during_a_write_says_how_much_went_out(policy):
     while len(got) < len(data):
         got.extend(server.read())
     assert bytes(got) == data
+
+
+def test_a_callback_failure_in_a_call_that_failed_is_not_reported_again(test_cert):
+    """The callback raises in a write that then fails on its own (the peer closed
+    during the renegotiation the write drove): that write reports both; the next
+    reads, the callback removed, give the stashed data and then b"" at the close,
+    not a stale CallbackError (issue 15, item 5)."""
+    link = socket_link(*test_cert, max_version="TLSv1.2", allow_client_renegotiation=True)
+    client, server = link.client, link.server
+    try:
+        def callback(event):
+            if event["name"] == "handshake_start":
+                raise Boom()
+        client.set_event_callback(callback)
+        client.renegotiate()                    # scheduled: the next I/O performs it
+        server.write(b"before the close")
+        server.shutdown()
+        with pytest.raises(Exception) as info:
+            client.write(b"x")
+        assert isinstance(info.value, Boom) or isinstance(info.value.__context__, Boom)
+        client.set_event_callback(None)
+        got = bytearray()
+        while True:
+            data = client.read()
+            if not data:
+                break
+            got.extend(data)
+        assert bytes(got) == b"before the close"
+    finally:
+        link.close()
