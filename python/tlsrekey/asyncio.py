@@ -121,10 +121,30 @@ class _TLSProtocol(asyncio.Protocol):
 
     def pump(self) -> None:
         """Moves the connection as far as it goes with what has arrived, then sends
-        what it produced. Called after every event and every call that may write."""
+        what it produced. Called after every event and every call that may write.
+
+        An event callback's exception has no caller to reach here (asyncio calls
+        data_received): it goes to the loop's exception handler, as asyncio does with
+        a failing callback, and the connection, still usable, is moved on again.
+        Each such exception came with an event that is now behind us, so this ends.
+        """
+        while self._pump_once():
+            pass
+
+    def _callback_failed(self, exc: BaseException) -> None:
+        self.loop.call_exception_handler({
+            "message": "tlsrekey: an event callback raised",
+            "exception": exc,
+            "protocol": self,
+            "transport": self.transport,
+        })
+
+    def _pump_once(self) -> bool:
+        """One pass of pump(); True when an event callback raised and the
+        connection should be moved on again."""
         conn = self.conn
         if self.exception is not None or self._lost:
-            return
+            return False
         try:
             if not self.handshake_done.done():
                 try:
@@ -145,12 +165,21 @@ class _TLSProtocol(asyncio.Protocol):
                 conn.write(b"")
         except (tlsrekey.WantReadError, tlsrekey.WantWriteError):
             pass
+        except tlsrekey.CallbackError as exc:
+            self.flush()
+            self._callback_failed(exc)
+            return True
         except tlsrekey.Error as exc:
             self.fail(exc)
-            return
+            return False
+        except Exception as exc:  # noqa: BLE001 - an event callback's own exception
+            self.flush()
+            self._callback_failed(exc)
+            return True
         finally:
             self.flush()
         self._wake()
+        return False
 
     def _read_available(self) -> None:
         while not self._eof_seen:
@@ -170,7 +199,18 @@ class _TLSProtocol(asyncio.Protocol):
 
     def _write_pending(self) -> None:
         while self._pending:
-            self.conn.write(self._pending[0])   # WantReadError: a handshake first
+            data = self._pending[0]
+            try:
+                self.conn.write(data)           # WantReadError: a handshake first
+            except Exception as exc:
+                # `written`: what went out before an event callback raised (0 when
+                # the write is pending: the same data goes again)
+                sent = getattr(exc, "written", 0)
+                if sent >= len(data):
+                    self._pending.popleft()
+                elif sent > 0:
+                    self._pending[0] = data[sent:]
+                raise
             self._pending.popleft()
 
     def _shutdown(self) -> None:

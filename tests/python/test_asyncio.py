@@ -409,3 +409,59 @@ def test_want_read_error_carries_no_stale_message():
         conn.do_handshake()         # memory transport: needs the server's reply
     assert "key_update" not in str(info.value)
     assert info.value.reason is None
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["reading", "writing"])
+def test_a_raising_event_callback_is_reported_and_the_stream_goes_on(contexts, where):
+    """An event callback that raises inside the protocol (where no caller can catch
+    it) is handed to the loop's exception handler; the stream goes on: every byte
+    arrives once, and the close is a clean close_notify, not an abort (issue 15,
+    item 7)."""
+    cctx, sctx = contexts()
+    data = b"".join(b"%05d;" % i for i in range(20000))
+    result = {}
+
+    async def handler(reader, writer):
+        try:
+            got = await reader.readexactly(5)
+            writer.key_update(tlsrekey.KEY_UPDATE_REQUESTED)
+            writer.write(data)
+            await writer.drain()
+            result["tail"] = await reader.read()    # b"" at a clean close
+            result["stats"] = writer.stats
+        finally:
+            writer.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reported = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        server, port = await serve(handler, sctx)
+        async with server:
+            reader, writer = await tla.open_connection("127.0.0.1", port, ctx=cctx,
+                                                       server_hostname="localhost")
+            name = "key_update_received" if where == "reading" else "key_update_sent"
+
+            def callback(event):
+                if event["name"] == name:
+                    raise Boom(event["name"])
+            writer.connection.set_event_callback(callback)
+            writer.write(b"start")
+            await writer.drain()
+            got = await reader.readexactly(len(data))
+            writer.connection.set_event_callback(None)
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.sleep(0.05)
+        return reported, got
+
+    reported, got = run(main())
+    assert got == data
+    assert result["tail"] == b""
+    booms = [c for c in reported if isinstance(c.get("exception"), Boom)]
+    assert booms, "the callback's exception was not reported: %r" % (reported,)
+    assert all(isinstance(c.get("exception"), Boom) for c in reported), reported
