@@ -338,7 +338,11 @@ function Wrapped:send(data, i, j)
   while sent < j do
     local piece = data:sub(sent + 1, math.min(sent + PIECE, j))
     local ok, n, want = pcall(conn.write, conn, piece)
-    if not ok then return nil, io_error(self, n), sent end
+    if not ok then
+      -- what went out before the failure (an event callback's) is sent
+      if tlsrekey.is_error(n) and type(n.written) == "number" then sent = sent + n.written end
+      return nil, io_error(self, n), sent
+    end
     if n then
       sent = sent + #piece
       self.wants = "nothing"

@@ -333,7 +333,8 @@ static int raise_written(lua_State *L, trk_status st, const trk_error *err, size
         snprintf(e.reason, sizeof e.reason, "callback failed");
         snprintf(e.message, sizeof e.message,
                  "write: an event callback failed after %zu bytes went out "
-                 "(err.written; its error is err.cause)", n);
+                 "(err.written): %s", n, luaL_tolstring(L, cause, NULL));
+        lua_pop(L, 1);
         ltrk_push_error(L, st, &e);
         lua_pushvalue(L, cause);
         lua_setfield(L, -2, "cause");

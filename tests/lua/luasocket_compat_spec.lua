@@ -208,6 +208,26 @@ describe("tlsrekey_compat over a TCP socket pair", function()
     assert.equal(data:sub(sent + 1), stream(c, s, data:sub(sent + 1)))
   end)
 
+  it("send_counts_what_went_out_before_an_event_callback_failed", function()
+    -- the callback fails at the key update the send makes; the piece it was in
+    -- went out: send says so, and a retry from sent + 1 doubles nothing
+    local c, s = wrapped_pair { max_version = "TLSv1.3" }
+    local parts = {}
+    for i = 1, 2000 do parts[i] = ("PAY-%04d;"):format(i) end
+    local data = table.concat(parts)
+    c:connection():on_event(function(ev)
+      if ev.name == "key_update_sent" then error("boom") end
+    end)
+    c:connection():key_update("not_requested", false)
+    local last, err, sent = c:send(data)
+    assert.is_nil(last)
+    assert.truthy(tostring(err):find("boom", 1, true))
+    assert.is_true(sent > 0)
+    c:connection():on_event(nil)
+    assert.equal(#data, c:send(data, sent + 1))
+    assert.equal(data, s:receive(#data))
+  end)
+
   it("getfd_is_the_sockets_and_close_closes_the_socket", function()
     local c, _, csock = wrapped_pair()
     local fd = csock:getfd()
