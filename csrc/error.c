@@ -212,14 +212,24 @@ trk_status trk__usable(trk_conn *conn, const char *op, trk_error *err)
     return TRK_OK;
 }
 
+/* A renegotiation this end asked for is scheduled or under way, past the first
+ * handshake: a failure now is most likely the peer refusing it. */
+static int own_renegotiation(const trk_conn *conn)
+{
+    return conn->hs.reneg_ours && conn->handshake_done;
+}
+
 /* A few OpenSSL reasons mean little to someone who does not know OpenSSL; the
  * sentence says what probably happened. Matched on the reason code (NOTES 19). */
-static const char *hint_for(int lib, int reason)
+static const char *hint_for(const trk_conn *conn, int lib, int reason)
 {
     if (lib != ERR_LIB_SSL)
         return NULL;
     switch (reason) {
     case SSL_R_NO_RENEGOTIATION:
+        if (conn->role == TRK_SERVER)
+            return "the client refused this server's HelloRequest; many clients "
+                   "never renegotiate (Go's by default, rustls)";
         return "the peer refused to renegotiate; OpenSSL 3 servers refuse "
                "client-initiated renegotiation unless allow_client_renegotiation is set";
     case SSL_R_UNSUPPORTED_PROTOCOL:
@@ -233,8 +243,15 @@ static const char *hint_for(int lib, int reason)
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
         return "a client certificate is required and the peer sent none";
     default:
-        return NULL;
+        break;
     }
+    if (own_renegotiation(conn))
+        /* Go's and wolfSSL's servers answer a ClientHello after the handshake with
+         * an unexpected_message alert; a peer that sends data in the middle of a
+         * renegotiation makes OpenSSL fail with "unexpected record". */
+        return "the peer refused or broke off the renegotiation this connection "
+               "started (some TLS stacks never renegotiate)";
+    return NULL;
 }
 
 trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
@@ -278,8 +295,16 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
         conn->closed_by_peer = 1;
         err->status = TRK_CLOSED;
         copy_str(err->reason, sizeof err->reason, "close notify");
-        snprintf(err->message, sizeof err->message,
-                 "%s: the peer closed the TLS connection (close_notify)", op);
+        if (own_renegotiation(conn))
+            /* lighttpd with GnuTLS answers a renegotiation so */
+            snprintf(err->message, sizeof err->message,
+                     "%s: the peer closed the TLS connection (close_notify) in answer "
+                     "to the renegotiation this connection started: it refused to "
+                     "renegotiate",
+                     op);
+        else
+            snprintf(err->message, sizeof err->message,
+                     "%s: the peer closed the TLS connection (close_notify)", op);
         return TRK_CLOSED;
     }
 
@@ -340,7 +365,7 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
         snprintf(err->message, sizeof err->message,
                  "%s: TLS failure with no OpenSSL error (SSL_get_error %d)", op, e);
     } else {
-        const char *hint = hint_for(lib, reason);
+        const char *hint = hint_for(conn, lib, reason);
         snprintf(err->message, sizeof err->message, "%s: %s (%s)%s%.200s", op,
                  err->reason, err->library[0] ? err->library : "OpenSSL",
                  hint ? ": " : "", hint ? hint : "");

@@ -153,6 +153,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         if (!(c->hs.fin_sent && c->hs.fin_recv))
             return;
         c->hs.in_handshake = 0;
+        c->hs.reneg_ours = 0;
         c->stats.handshakes++;
         c->handshake_done = 1;
         /* sockets read ahead from now on (io.c, trk__socket_attach) */

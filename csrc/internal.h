@@ -95,6 +95,9 @@ typedef struct trk_hs_track {
                                 next ClientHello continues the same handshake */
     _Bool control_seen : 1;  /* a handshake message, alert or CCS went either way
                                 since trk__drive began (see there) */
+    _Bool reneg_ours : 1;    /* this end asked for the renegotiation scheduled or
+                                under way (renegotiate(), the policy); errors say
+                                so when the peer refuses it */
 } trk_hs_track;
 
 /* TRK_T_FD (TLS): the socket BIO's state (io.c): the records OpenSSL took from

@@ -207,6 +207,7 @@ static trk_status rekey_if_due(trk_conn *c, uint64_t rec_limit, size_t upcoming,
         if (SSL_renegotiate(c->ssl) != 1)
             return trk__fail_openssl(err, TRK_STATE, NULL,
                                      "automatic renegotiation failed");
+        c->hs.reneg_ours = 1;
     }
     c->auto_pending = 1;
     trk_rare_counters *r = trk__rare(c);

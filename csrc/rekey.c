@@ -150,6 +150,7 @@ static trk_status renegotiate(trk_conn *conn, int abbreviated, trk_error *err)
                          : SSL_renegotiate(conn->ssl);
     if (ok != 1)
         return trk__fail_openssl(err, TRK_STATE, NULL, "%s refused", op);
+    conn->hs.reneg_ours = 1;
     trk__err_clear();
     return TRK_OK;
 }

@@ -129,3 +129,24 @@ for _, T in ipairs(H.transports) do
     end)
   end)
 end
+
+describe("renegotiation errors", function()
+  after_each(H.cleanup)
+
+  it("a_client_refusing_the_hello_request_is_what_the_server_error_says", function()
+    -- only the client forbids renegotiation: the server's error names the
+    -- client's refusal, not a server setting that would not help
+    local tlsrekey = require "tlsrekey"
+    local cert, key = tlsrekey.make_test_cert("localhost")
+    local cctx = tlsrekey.pair_contexts { cert = cert, key = key, max_version = "TLSv1.2",
+                                          no_renegotiation = true }
+    local _, sctx = tlsrekey.pair_contexts { cert = cert, key = key, max_version = "TLSv1.2" }
+    local c, s = tlsrekey.pair { client_ctx = cctx, server_ctx = sctx }
+    s:renegotiate()
+    assert.equal(5, s:write("hello"))
+    assert.equal("hello", c:read())
+    local err = H.raises("protocol", function() s:read() end)
+    assert.is_nil(err.message:find("allow_client_renegotiation", 1, true))
+    assert.truthy(err.message:find("client refused", 1, true), err.message)
+  end)
+end)

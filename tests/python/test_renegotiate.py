@@ -203,10 +203,33 @@ def test_client_with_no_renegotiation_refuses_hello_request(test_cert):
     server.renegotiate()
     server.write(b"hello")
     assert client.read() == b"hello"
-    with pytest.raises(tlsrekey.ProtocolError):
+    with pytest.raises(tlsrekey.ProtocolError) as info:
         server.read()
     assert client.stats["hello_requests_received"] == 1
     assert client.stats["renegotiations"] == 0
+    # the advice fits the server's side: the client refused what the server asked
+    # for; a server setting (allow_client_renegotiation) would not help
+    message = str(info.value)
+    assert "allow_client_renegotiation" not in message
+    assert "client refused" in message and "HelloRequest" in message
+
+
+def test_a_renegotiation_answered_with_a_close_says_it_was_refused(test_cert):
+    """Some servers (lighttpd with GnuTLS) answer a client's renegotiation with
+    close_notify: the client's call says its renegotiation was refused, not merely
+    that the peer closed (issue 15, item 9)."""
+    link = socket_link(*test_cert, max_version="TLSv1.2", allow_client_renegotiation=True)
+    client, server = link.client, link.server
+    try:
+        client.renegotiate()
+        closer = threading.Thread(target=server.shutdown)
+        closer.start()
+        with pytest.raises(tlsrekey.Error) as info:
+            client.do_handshake()
+        closer.join(TIMEOUT)
+        assert "renegotiation" in str(info.value) and "refused" in str(info.value)
+    finally:
+        link.close()
 
 
 def test_renegotiate_before_handshake_is_state_error(test_cert):
