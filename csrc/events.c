@@ -42,6 +42,7 @@ static const char *const event_names[TRK_EV_COUNT] = {
     [TRK_EV_RENEGOTIATION_DONE] = "renegotiation_done",
     [TRK_EV_ALERT_SENT] = "alert_sent",
     [TRK_EV_ALERT_RECEIVED] = "alert_received",
+    [TRK_EV_REKEY_OVERDUE] = "rekey_overdue",
 };
 
 const char *trk_event_name(trk_event_type type)
@@ -107,6 +108,14 @@ static void emit(trk_conn *c, trk_event *ev)
         c->callback_failed = 1;
 }
 
+void trk__emit_rekey_overdue(trk_conn *c)
+{
+    trk_event ev = {0};
+    ev.type = TRK_EV_REKEY_OVERDUE;
+    ev.automatic = 1;
+    emit(c, &ev);
+}
+
 static void handshake_message(trk_conn *c, int sent, const unsigned char *p, size_t len)
 {
     trk_event ev = {0};
@@ -154,6 +163,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
             return;
         c->hs.in_handshake = 0;
         c->hs.reneg_ours = 0;
+        c->hs.overdue_told = 0;
         c->stats.handshakes++;
         c->handshake_done = 1;
         /* sockets read ahead from now on (io.c, trk__socket_attach) */

@@ -98,6 +98,7 @@ typedef struct trk_hs_track {
     _Bool reneg_ours : 1;    /* this end asked for the renegotiation scheduled or
                                 under way (renegotiate(), the policy); errors say
                                 so when the peer refuses it */
+    _Bool overdue_told : 1;  /* rekey_overdue was emitted for this key epoch */
 } trk_hs_track;
 
 /* TRK_T_FD (TLS): the socket BIO's state (io.c): the records OpenSSL took from
@@ -242,6 +243,13 @@ struct trk_conn {
     trk_wait_hook_fn wait_fn;
     void *wait_ud;
 };
+
+/* A TLS 1.2 server writing past its rekey limit (policy.c): takes in what the
+ * client sent of its new handshake without waiting, and completes the handshake
+ * once it has begun (io.c). */
+trk_status trk__take_in_renegotiation(trk_conn *c, const char *op, trk_error *err);
+/* The rekey_overdue event (events.c). */
+void trk__emit_rekey_overdue(trk_conn *c);
 
 /* trk_conn_read's step (io.c). */
 int trk__step_read(trk_conn *c, void *arg, size_t *n);

@@ -138,6 +138,54 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
     return st;
 }
 
+trk_status trk__take_in_renegotiation(trk_conn *c, const char *op, trk_error *err)
+{
+    trk_status st = TRK_OK;
+    if (!renegotiating(c)) {
+        /* Without AUTO_RETRY SSL_read stops after the ClientHello; without waiting
+         * (nowait) it stops when nothing more has arrived. The client's data read
+         * on the way is kept for the caller's reads. */
+        unsigned nowait = c->sock.nowait;
+        int callback_failed = 0;
+        c->sock.nowait = 1;
+        SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+        for (;;) {
+            if (trk__stashed(c) >= RENEGOTIATION_STASH_MAX) {
+                st = trk__fail(err, TRK_STATE, "read first",
+                               "%s: the client sent %zu bytes of data while this "
+                               "server waits for its renegotiation; read them first",
+                               op, trk__stashed(c));
+                break;
+            }
+            if (!trk__stash_reserve(c, 16384)) {
+                st = trk__fail(err, TRK_NOMEM, "out of memory",
+                               "%s: cannot keep data read during a renegotiation", op);
+                break;
+            }
+            size_t n = 0;
+            st = trk__drive(c, step_renegotiate_by_reading, NULL, &n, op, err);
+            if (st == TRK_CALLBACK) {
+                callback_failed = 1;
+                st = TRK_OK;
+            }
+            if (st != TRK_OK || n == 0 || renegotiating(c))
+                break;
+        }
+        if (c->ssl != NULL)
+            SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+        c->sock.nowait = nowait & 1;
+        if (st == TRK_WANT_READ || st == TRK_WANT_WRITE)
+            st = TRK_OK;
+        if (callback_failed)
+            c->callback_failed = 1;
+    }
+    if (st == TRK_OK && renegotiating(c))
+        st = finish_renegotiation(c, op, err);
+    if (st == TRK_OK && trk__stashed(c) > 0)
+        trk__wake_readers(c);
+    return st;
+}
+
 /* After finish_renegotiation, for calls that have no step of their own left. */
 static trk_status report_callback(trk_conn *c, const char *op, trk_error *err)
 {

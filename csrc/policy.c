@@ -177,13 +177,27 @@ static int rekey_scheduled(const trk_conn *c)
            !c->hs.in_handshake;
 }
 
+/* A TLS 1.2 server (not DTLS) whose renegotiation request is out, not yet
+ * answered by a completed handshake. */
+static int server_asked(const trk_conn *c)
+{
+    return c->role == TRK_SERVER && !c->dtls && !is_tls13(c) && c->hs.reneg_ours;
+}
+
 /* upcoming: DTLS never splits a datagram, so a datagram that would cross the byte
- * threshold rekeys before it (unless it is the first of its epoch). */
+ * threshold rekeys before it (unless it is the first of its epoch). A TLS 1.2
+ * server asks at three quarters of its limits: the client's new handshake takes a
+ * round trip to come back, and the limit should hold meanwhile. */
 static int epoch_exhausted(trk_conn *c, uint64_t rec_limit, size_t upcoming)
 {
     const trk_rekey_policy *p = trk__policy(c);
-    return (p->bytes > 0 && (c->epoch_bytes >= p->bytes ||
-                             (c->epoch_bytes > 0 && upcoming > p->bytes - c->epoch_bytes))) ||
+    uint64_t bytes = p->bytes;
+    if (c->role == TRK_SERVER && !c->dtls && !is_tls13(c)) {
+        bytes -= bytes / 4;
+        rec_limit -= rec_limit / 4;
+    }
+    return (bytes > 0 && (c->epoch_bytes >= bytes ||
+                          (c->epoch_bytes > 0 && upcoming > bytes - c->epoch_bytes))) ||
            (rec_limit > 0 && c->epoch_records >= rec_limit) ||
            (p->seconds > 0 && trk__now() - c->epoch_start >= p->seconds);
 }
@@ -239,7 +253,6 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
     const unsigned char *p = buf;
     size_t done = 0, resume = 0;
     uint64_t rec_limit = record_limit(conn);
-    int tls12_server_waiting = 0;
     const trk_rekey_policy *pol = trk__policy(conn);
     trk_conn_extra *x = conn->x;
     /* The same call again after a want or a timeout: on from where it stopped, with
@@ -274,13 +287,32 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
                 *n = done;
                 return st;
             }
+            /* A TLS 1.2 server whose HelloRequest is out: the client answers with
+             * a new handshake, which a server that only writes would never read.
+             * Each chunk first takes in what has arrived of it, and completes it
+             * once begun; meanwhile the data goes a record at a time. */
+            int asked = server_asked(conn);
+            if (asked) {
+                st = trk__take_in_renegotiation(conn, "write", err);
+                if (st != TRK_OK) {
+                    *n = done;
+                    return st;
+                }
+                asked = server_asked(conn);
+            }
             /* DTLS: one write is one datagram, never split */
             chunk = conn->dtls ? len : allowance(conn, len - done, rec_limit);
+            if (asked && chunk > RECORD_PLAINTEXT)
+                chunk = RECORD_PLAINTEXT;
             if (chunk == 0 && len > done) {
-                /* Only a TLS 1.2 server can get here: its HelloRequest is out and
-                 * the client has not renegotiated yet. Best effort: keep sending. */
-                tls12_server_waiting = 1;
-                chunk = len - done;
+                /* The limit is reached and the client has not begun its handshake
+                 * yet: the data goes on (waiting could be forever: a client may
+                 * ignore a HelloRequest), and the events say the limit was passed. */
+                if (!conn->hs.overdue_told) {
+                    conn->hs.overdue_told = 1;
+                    trk__emit_rekey_overdue(conn);
+                }
+                chunk = len - done < RECORD_PLAINTEXT ? len - done : RECORD_PLAINTEXT;
             }
         }
         resume = 0;
@@ -302,7 +334,7 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
             *n = done;
             return st;
         }
-    } while (done < len && !tls12_server_waiting);
+    } while (done < len);
     *n = done;
     return TRK_OK;
 }

@@ -629,6 +629,9 @@ typedef enum trk_event_type {
     TRK_EV_RENEGOTIATION_DONE,    /* a later handshake complete */
     TRK_EV_ALERT_SENT,
     TRK_EV_ALERT_RECEIVED,
+    TRK_EV_REKEY_OVERDUE,         /* a TLS 1.2 server writes past its rekey policy's
+                                     limit: its HelloRequest is out and the client has
+                                     not begun the new handshake yet (once per epoch) */
     TRK_EV_COUNT
 } trk_event_type;
 

@@ -180,3 +180,50 @@ def test_records_threshold_counted_by_openssl_s_server(cert_files, tmp_path):
         proc.kill()
         proc.wait()
         out.close()
+
+
+@pytest.mark.parametrize("chunk", [16384, 1 << 20], ids=["small-writes", "one-big-write"])
+def test_a_tls12_server_that_only_writes_holds_its_renegotiation_limit(test_cert, chunk):
+    """A TLS 1.2 server's automatic rekey (use_renegotiation) while the server only
+    writes: its HelloRequest goes out, and its writes take in the client's new
+    handshake as it arrives, without waiting for the caller to read. The limit
+    holds to within what is in flight (issue 15, item 8): every key epoch the
+    client sees carries at most the limit plus what was on the way, and where it
+    was exceeded the server's events say so."""
+    from conftest import socket_link
+    import threading
+    limit = 256 * 1024
+    total = 8 << 20
+    link = socket_link(*test_cert, max_version="TLSv1.2")
+    c, s = link.client, link.server
+    try:
+        s.set_rekey_policy(bytes=limit, use_renegotiation=True)
+        overdue = []
+        s.set_event_callback(lambda ev: overdue.append(ev) if ev["name"] == "rekey_overdue"
+                             else None)
+        epochs = [0]
+        c.set_event_callback(lambda ev: epochs.append(0)
+                             if ev["name"] == "renegotiation_done" else None)
+        got = [0]
+
+        def reader():
+            while got[0] < total:
+                n = len(c.read(65536))
+                got[0] += n
+                epochs[-1] += n
+        t = threading.Thread(target=reader)
+        t.start()
+        data = b"d" * chunk
+        sent = 0
+        while sent < total:
+            sent += s.write(data[:total - sent])
+        t.join(TIMEOUT)
+        assert got[0] == total
+        assert s.stats["renegotiations"] >= total // limit // 2
+        # in flight: the socket buffers and a record or two beyond the limit
+        slack = 4 << 20
+        assert max(epochs) <= limit + slack
+        big = [e for e in epochs if e > limit + 2 * 16384]
+        assert not big or overdue, "epochs over the limit, no rekey_overdue: %r" % big
+    finally:
+        link.close()
