@@ -186,3 +186,23 @@ describe("key log", function()
     assert.has_error(function() tlsrekey.context{ mode = "server", keylog = 5 } end)
   end)
 end)
+
+describe("rekey policy on a TLS 1.2 server", function()
+  after_each(function() collectgarbage(); collectgarbage() end)
+
+  it("a TLS 1.2 server that only writes holds its renegotiation limit", function()
+    -- the client reads (and so answers each HelloRequest); the server never
+    -- reads: its writes take in the client's new handshake (issue 15, item 8)
+    local c, s = tlsrekey.pair { max_version = "TLSv1.2" }
+    s:set_rekey_policy { bytes = 65536, use_renegotiation = true }
+    local piece = string.rep("d", 16384)
+    local total, got = 0, 0
+    for _ = 1, 64 do
+      assert.equal(#piece, s:write(piece))
+      total = total + #piece
+      while got < total do got = got + #assert(c:read(65536)) end
+    end
+    assert.is_true(s:stats().renegotiations >= 8, tostring(s:stats().renegotiations))
+    assert.equal(s:stats().renegotiations, c:stats().renegotiations)
+  end)
+end)
