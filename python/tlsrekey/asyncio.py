@@ -150,7 +150,7 @@ class _TLSProtocol(asyncio.Protocol):
                 try:
                     conn.do_handshake()
                 except tlsrekey.WantReadError:
-                    return
+                    return False
                 finally:
                     self.flush()
                 self.handshake_done.set_result(None)
