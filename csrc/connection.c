@@ -138,34 +138,49 @@ static double timeout_of(const trk_conn *conn)
     return conn->x != NULL ? conn->x->timeout : TRK_TIMEOUT_NONE;
 }
 
+trk_status trk_ctx_check_fd(const trk_ctx *ctx, int fd, trk_error *err)
+{
+    trk__err_clear();
+    if (ctx == NULL)
+        return trk__fail(err, TRK_ARG, "no context", "a context is required");
+    if (fd < 0)
+        return trk__fail(err, TRK_ARG, "invalid fd", "invalid file descriptor %d", fd);
+    if (fcntl(fd, F_GETFL) == -1)
+        return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
+                         fd);
+    if (ctx->dtls)
+        return trk__dtls_check_fd(fd, err);
+    int type = 0, listening = 0;
+    socklen_t tl = sizeof type, ll = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+        return TRK_OK; /* no socket (a pty): a byte stream all the same */
+    if (type == SOCK_DGRAM)
+        return trk__fail(err, TRK_ARG, "datagram socket",
+                         "a TLS context needs a stream socket; for UDP use a DTLS "
+                         "context");
+    /* A listening socket never carries data: a handshake on it would wait forever
+     * for a ClientHello that only its accept()ed sockets can receive. */
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 && listening)
+        return trk__fail(err, TRK_ARG, "listening socket",
+                         "a listening socket carries no connection: wrap a socket that "
+                         "accept() returned");
+    return TRK_OK;
+}
+
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,
                            trk_error *err)
 {
-    if (fd < 0) {
-        *out = NULL;
-        return trk__fail(err, TRK_ARG, "invalid fd", "invalid file descriptor %d", fd);
-    }
+    *out = NULL;
+    trk_status st = trk_ctx_check_fd(ctx, fd, err);
+    if (st != TRK_OK)
+        return st;
     trk_conn *c;
-    trk_status st = conn_new(ctx, server_hostname, &c, err);
+    st = conn_new(ctx, server_hostname, &c, err);
     if (st != TRK_OK)
         return st;
     c->transport = TRK_T_FD;
     c->fd = fd;
-    if (fcntl(fd, F_GETFL) == -1) {
-        trk_conn_free(c);
-        return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
-                         fd);
-    }
-    int type = 0;
-    socklen_t tl = sizeof type;
-    if (!c->dtls && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
-        type == SOCK_DGRAM) {
-        trk_conn_free(c);
-        return trk__fail(err, TRK_ARG, "datagram socket",
-                         "a TLS context needs a stream socket; for UDP use a DTLS "
-                         "context");
-    }
     if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
         trk_conn_free(c);
         return st;

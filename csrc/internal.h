@@ -388,6 +388,9 @@ void trk__dq_clear(trk_dgram_queue *q);
 int trk__dtls_ctx_init(trk_ctx *ctx);
 /* Per connection: the retransmission timer callback. */
 void trk__dtls_conn_init(trk_conn *conn);
+/* What trk_ctx_check_fd asks of a DTLS context's descriptor: a connected UDP
+ * socket (TRK_ARG otherwise). */
+trk_status trk__dtls_check_fd(int fd, trk_error *err);
 /* The BIO of each transport. trk__dtls_attach_fd: a connected UDP socket (TRK_ARG
  * otherwise). trk__dtls_attach_memory: one datagram-queue BIO (feed/drain).
  * trk__dtls_attach_pair: two linked datagram-queue BIOs. */

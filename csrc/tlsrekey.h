@@ -244,6 +244,11 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,
                            trk_error *err);
+/* What trk_conn_new_fd checks of `fd` before anything else: an open descriptor;
+ * for TLS a stream socket that is not listening (or a stream that is no socket, a
+ * pty), for DTLS a connected UDP socket. TRK_ARG otherwise, the sentence says why.
+ * A shim asks it first to name the socket argument in its error. */
+trk_status trk_ctx_check_fd(const trk_ctx *ctx, int fd, trk_error *err);
 /* Opens a TCP connection to host:port (getaddrinfo, each address in turn, within
  * `timeout`), then wraps it like trk_conn_new_fd; this socket IS closed by
  * trk_conn_close. server_hostname NULL means `host`. The handshake is not done. */

@@ -430,6 +430,9 @@ static int context_wrap(lua_State *L)
         lua_settop(L, 3);
     }
     luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "not an open socket");
+    /* the socket's own faults name it; trk_conn_new_fd's others are the options' */
+    if ((st = trk_ctx_check_fd(c->ctx, (int)fd, &err)) != TRK_OK)
+        return ltrk_raise(L, st, &err, 2);
     conn = ltrk_connection_new(L, 1, lua_type(L, 2) != LUA_TNUMBER);
     if (lua_type(L, 2) != LUA_TNUMBER) {
         lua_pushvalue(L, 2);

@@ -606,7 +606,8 @@ static PyMethodDef Context_methods[] = {
      "keeps the socket object alive and never closes it. The role (client or\n"
      "server) is the context's; a client checking host names needs\n"
      "server_hostname. A DTLS context takes a connected UDP socket instead\n"
-     "(connect() it first, a server too: one socket per client)."},
+     "(connect() it first, a server too: one socket per client). The wrong kind of\n"
+     "socket (UDP for TLS, TCP for DTLS, a listening one) is a ValueError."},
     {"memory", SHIM_METH(Context_memory), METH_VARARGS | METH_KEYWORDS,
      "memory(server_hostname=None) -> Connection\n\n"
      "A Connection over memory buffers, for event loops: feed() it the peer's bytes,\n"
