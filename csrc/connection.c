@@ -418,6 +418,25 @@ int trk_conn_fd(const trk_conn *conn)
     return conn->ssl != NULL ? conn->fd : -1;
 }
 
+trk_status trk_conn_check_fd(trk_conn *conn, int fd, trk_error *err)
+{
+    if (conn == NULL || conn->ssl == NULL || conn->transport != TRK_T_FD ||
+        fd == conn->fd)
+        return TRK_OK; /* the hot path: one comparison */
+    trk__err_clear();
+    if (conn->fatal != NULL)
+        return trk__replay_fatal(conn, err);
+    trk_error e;
+    trk__fail(&e, TRK_STATE, "socket closed by its owner",
+              "the socket was closed by its owner, and its number may be another "
+              "file's by now: the connection no longer uses it (close the connection)");
+    conn->fd = -1;
+    trk__remember_fatal(conn, &e);
+    if (err != NULL)
+        *err = e;
+    return TRK_STATE;
+}
+
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
 {
     trk__err_clear();

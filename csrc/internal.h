@@ -297,6 +297,9 @@ trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reas
 trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
                            trk_error *err);
 
+/* Makes err the connection's fatal error (the first one stays), replayed by every
+ * later call. */
+void trk__remember_fatal(trk_conn *conn, const trk_error *err);
 /* Copies the remembered fatal error into err and returns its status. */
 trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err);
 

@@ -51,7 +51,8 @@ typedef enum trk_status {
     TRK_PROTOCOL,    /* alert, handshake failure, bad record, refused renegotiation */
     TRK_VERIFY,      /* certificate or host name verification failed */
     TRK_STATE,       /* a valid call at the wrong time (before the handshake, key
-                        update on TLS 1.2, renegotiation on TLS 1.3, after close) */
+                        update on TLS 1.2, renegotiation on TLS 1.3, after close, on a
+                        socket its owner closed: trk_conn_check_fd) */
     TRK_TIMEOUT,     /* blocking transport: the timeout passed */
     TRK_ARG,         /* a bad argument value (key update type NONE, unknown version) */
     TRK_NOMEM,       /* allocation failed */
@@ -256,6 +257,17 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
                                 const char *server_hostname, trk_conn **out,
                                 trk_error *err);
 int trk_conn_fd(const trk_conn *conn);             /* -1 if none / closed */
+/*
+ * The socket of trk_conn_new_fd stays its owner's, who may close it behind the
+ * connection's back; the number then goes to the next file opened, and a write would
+ * put a TLS record into that file. A shim holding the owner's socket object passes,
+ * before each call that uses the socket, the descriptor that object holds now (-1
+ * when it says closed): TRK_OK while it is the connection's. Otherwise the connection
+ * forgets the number (never touches or closes it again) and fails for good: TRK_STATE
+ * "socket closed by its owner", from this call and every later one but close.
+ * Connections over other transports: TRK_OK.
+ */
+trk_status trk_conn_check_fd(trk_conn *conn, int fd, trk_error *err);
 /* Socket connections only (TRK_STATE for memory and pair transports). */
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err);
 double trk_conn_timeout(const trk_conn *conn);

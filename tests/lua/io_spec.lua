@@ -286,6 +286,53 @@ describe("I/O", function()
     assert.equal("plain", ssock:receive(5))
   end)
 
+  -- Once the owner closes the wrapped socket, its number may belong to another file
+  -- at once: a write put a TLS record into that file and returned 6. The owner's
+  -- object is a LuaSocket one, or any object with a getfd method.
+  local owners = {
+    luasocket = function(sock) return sock end,
+    ["getfd object"] = function(sock) return { getfd = function() return sock:getfd() end } end,
+  }
+  for kind, owner in pairs(owners) do
+    it("a_socket_closed_by_its_owner_is_never_used_again (" .. kind .. ")", function()
+      local lfs = require "lfs"
+      local cctx, sctx, hostname = tlsrekey.pair_contexts()
+      local csock, ssock = H.tcp_pair()
+      local c = cctx:wrap(owner(csock), { server_hostname = hostname, timeout = 0 })
+      local s = sctx:wrap(ssock, { timeout = 0 })
+      H.drive("do_handshake", c, s)
+      assert.equal("x", H.exchange(c, s, "x"))
+      local number = math.tointeger(csock:getfd())
+      csock:close()
+      -- an unrelated file where the socket was (opened until one lands on its number)
+      local path, files = H.tmpname(".unrelated"), {}
+      H.defer(function() for _, f in ipairs(files) do f:close() end end)
+      local link = ("/proc/self/fd/%d"):format(number)
+      for _ = 1, 1000 do
+        files[#files + 1] = assert(io.open(path, "a+"))
+        if lfs.symlinkattributes(link, "target") == path then break end
+      end
+      assert.equal(path, lfs.symlinkattributes(link, "target"))
+      local calls = {
+        function() return c:write("secret") end,
+        function() return c:read() end,
+        function() return c:read_into(tlsrekey.buffer(8)) end,
+        function() return c:do_handshake() end,
+        function() return c:key_update("requested", true) end,
+        function() return c:shutdown() end,
+      }
+      for _, call in ipairs(calls) do
+        local err = H.raises("state", call)
+        assert.matches("closed by its owner", err.message)
+      end
+      assert.equal(0, lfs.attributes(path, "size"))
+      assert.equal("failed", c:state())
+      assert.equal(-1, c:getfd())
+      c:close()
+      assert.equal(path, lfs.symlinkattributes(link, "target")) -- not closed by us either
+    end)
+  end
+
   it("connect_opens_and_closes_its_own_socket", function()
     local cctx, sctx, hostname = tlsrekey.pair_contexts()
     local srv, port = H.listen()

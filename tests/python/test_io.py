@@ -117,6 +117,37 @@ def test_wrap_accepts_a_raw_fd(test_cert, sockets):
     assert peer.result() == b"raw fd"
 
 
+def test_a_socket_closed_by_its_owner_is_never_used_again(test_cert, sockets, tmp_path):
+    """Once the owner closes the wrapped socket, its number may belong to another
+    file at once: a write put a TLS record into that file and returned 6."""
+    a, b = sockets
+    client, server = wrap_both(test_cert, a, b)
+    peer = Concurrent(server.do_handshake)
+    client.do_handshake()
+    peer.result()
+    number = a.fileno()
+    a.close()
+    unrelated = tmp_path / "unrelated"
+    fd = os.open(unrelated, os.O_RDWR | os.O_CREAT)
+    if fd != number:  # put the file where the socket was, whatever else is free
+        os.dup2(fd, number)
+        os.close(fd)
+    try:
+        calls = [lambda: client.write(b"secret"), client.read,
+                 lambda: client.read_into(bytearray(8)), client.do_handshake,
+                 lambda: client.key_update(now=True), client.shutdown]
+        for call in calls:
+            with pytest.raises(tlsrekey.StateError, match="closed by its owner"):
+                call()
+        assert os.path.getsize(unrelated) == 0
+        assert client.state == "failed"
+        assert client.fileno() == -1
+        client.close()
+        os.fstat(number)  # the file was not closed either: it is not the connection's
+    finally:
+        os.close(number)
+
+
 class _FdWithTimeout:
     """An fd that is no socket, with the gettimeout() wrap() follows."""
 
