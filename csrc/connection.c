@@ -181,6 +181,10 @@ trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
         return st;
     c->transport = TRK_T_FD;
     c->fd = fd;
+    int type;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 && errno == ENOTSOCK)
+        c->sock.notsock = 1; /* a pty: no MSG_DONTWAIT (io.c) */
     if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
         trk_conn_free(c);
         return st;
@@ -450,25 +454,16 @@ trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
         return trk__fail(err, TRK_ARG, "invalid timeout",
                          "timeout must be None/nil (block), 0 (non-blocking) or a "
                          "positive number of seconds");
-    /* A blocking socket would block inside OpenSSL's read(), past any deadline:
-     * with a timeout (or none at all: 0) the socket must be non-blocking. */
-    if (conn->transport == TRK_T_FD && conn->fd >= 0 && timeout >= 0) {
-        int fl = fcntl(conn->fd, F_GETFL);
-        if (fl == -1 || (!(fl & O_NONBLOCK) && fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK) == -1)) {
-            int e = errno;
-            trk__fail(err, TRK_SYSCALL, strerror(e),
-                      "cannot make the socket non-blocking: %s", strerror(e));
-            if (err != NULL)
-                err->sys_errno = e;
-            return TRK_SYSCALL;
-        }
-    }
     if (timeout != TRK_TIMEOUT_NONE || conn->x != NULL) {
         if (trk__extra(conn) == NULL)
             return trk__fail(err, TRK_NOMEM, "out of memory",
                              "settimeout: cannot allocate");
         conn->x->timeout = timeout;
     }
+    /* A blocking socket would block inside OpenSSL, past any deadline. The socket is
+     * the caller's, as are its flags (a Python socket whose gettimeout() is None
+     * must stay blocking): the core does not block instead (trk__drive). */
+    conn->sock.dontwait = timeout >= 0;
     return TRK_OK;
 }
 
@@ -735,10 +730,26 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
      * peer's alert does; the fuzzer found it), and the message callback tells when
      * one went by. Looking anyway costs ~200 instructions per call (P1b). */
     conn->hs.control_seen = 0;
+    /* A step that must not block (a timeout, a try call) does not change the
+     * caller's fd either: the socket BIO sends and receives with MSG_DONTWAIT (io.c).
+     * What cannot (DTLS, whose datagram BIO is OpenSSL's; an fd that is no socket)
+     * has a blocking fd made non-blocking for each step alone (never across a wait,
+     * when other threads may have the connection), its flags back as found after. */
+    int blocking_flags = -1;
+    if (conn->transport == TRK_T_FD && (conn->dtls || conn->sock.notsock) &&
+        (conn->sock.nowait || conn->sock.dontwait)) {
+        int fl = fcntl(conn->fd, F_GETFL);
+        if (fl != -1 && !(fl & O_NONBLOCK))
+            blocking_flags = fl;
+    }
     for (;;) {
+        int restore = blocking_flags != -1 &&
+                      fcntl(conn->fd, F_SETFL, blocking_flags | O_NONBLOCK) == 0;
         errno = 0;
         int ret = step(conn, arg, n);
         int step_errno = errno;
+        if (restore)
+            fcntl(conn->fd, F_SETFL, blocking_flags);
         trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, step_errno, op, err);
         if (ret > 0 && conn->hs.control_seen)
             trk__err_clear();

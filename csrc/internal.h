@@ -109,6 +109,10 @@ typedef struct trk_sock_io {
     uint8_t big : 1;          /* the last record header seen was of a large record */
     uint8_t ahead : 1;        /* OpenSSL's read-ahead is on now (io.c, sock_read) */
     uint8_t nowait : 1;       /* trk_conn_try_*: never wait on the socket */
+    uint8_t dontwait : 1;     /* never block inside OpenSSL (a timeout, or a
+                                 renegotiation driven by reading): the core waits
+                                 with poll(), the caller's fd flags untouched
+                                 (trk__drive) */
     uint8_t notsock : 1;      /* the fd is no socket (a pty): MSG_DONTWAIT fails on it */
     uint8_t hold : 1;         /* the write under way holds back its first small record
                                  (a KeyUpdate) for the next one (io.c, sock_write) */

@@ -237,10 +237,14 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
 
 /*
  * A connection over a connected stream socket the caller owns. The core never
- * closes it (trk_conn_new_connect's sockets excepted). With TRK_TIMEOUT_NONE the
- * socket may be blocking or O_NONBLOCK (the core then waits with poll()). With a
- * timeout >= 0 the core sets O_NONBLOCK on the socket (a blocking read cannot be
- * bounded) and, for > 0, waits with poll() until the deadline of each call.
+ * closes it (trk_conn_new_connect's sockets excepted), and leaves its flags as they
+ * are between calls: the caller's own use of the socket finds it as the caller set
+ * it. With TRK_TIMEOUT_NONE the socket may be blocking or O_NONBLOCK (the core then
+ * waits with poll()). With a timeout >= 0 the core never blocks inside OpenSSL (a
+ * blocking read cannot be bounded): it sends and receives with MSG_DONTWAIT, or,
+ * where that cannot be (DTLS, an fd that is no socket), makes the fd non-blocking
+ * for each step and puts its flags back right after; for > 0 it waits with poll()
+ * until the deadline of each call.
  */
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,

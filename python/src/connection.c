@@ -1728,7 +1728,8 @@ static PyMethodDef Connection_methods[] = {
     {"settimeout", (PyCFunction)Connection_settimeout, METH_O,
      "settimeout(timeout) -> None\n\n"
      "Socket transports: None blocks, a number of seconds bounds each call\n"
-     "(TimeoutError), 0 is non-blocking (WantReadError/WantWriteError)."},
+     "(TimeoutError), 0 is non-blocking (WantReadError/WantWriteError). The\n"
+     "connection's own mode: the socket stays as its owner set it."},
     {"gettimeout", (PyCFunction)Connection_gettimeout, METH_NOARGS,
      "gettimeout() -> float | None\n\nThe timeout settimeout() describes."},
     {"set_event_callback", (PyCFunction)Connection_set_event_callback, METH_O,
