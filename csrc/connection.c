@@ -138,34 +138,53 @@ static double timeout_of(const trk_conn *conn)
     return conn->x != NULL ? conn->x->timeout : TRK_TIMEOUT_NONE;
 }
 
+trk_status trk_ctx_check_fd(const trk_ctx *ctx, int fd, trk_error *err)
+{
+    trk__err_clear();
+    if (ctx == NULL)
+        return trk__fail(err, TRK_ARG, "no context", "a context is required");
+    if (fd < 0)
+        return trk__fail(err, TRK_ARG, "invalid fd", "invalid file descriptor %d", fd);
+    if (fcntl(fd, F_GETFL) == -1)
+        return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
+                         fd);
+    if (ctx->dtls)
+        return trk__dtls_check_fd(fd, err);
+    int type = 0, listening = 0;
+    socklen_t tl = sizeof type, ll = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+        return TRK_OK; /* no socket (a pty): a byte stream all the same */
+    if (type == SOCK_DGRAM)
+        return trk__fail(err, TRK_ARG, "datagram socket",
+                         "a TLS context needs a stream socket; for UDP use a DTLS "
+                         "context");
+    /* A listening socket never carries data: a handshake on it would wait forever
+     * for a ClientHello that only its accept()ed sockets can receive. */
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 && listening)
+        return trk__fail(err, TRK_ARG, "listening socket",
+                         "a listening socket carries no connection: wrap a socket that "
+                         "accept() returned");
+    return TRK_OK;
+}
+
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,
                            trk_error *err)
 {
-    if (fd < 0) {
-        *out = NULL;
-        return trk__fail(err, TRK_ARG, "invalid fd", "invalid file descriptor %d", fd);
-    }
+    *out = NULL;
+    trk_status st = trk_ctx_check_fd(ctx, fd, err);
+    if (st != TRK_OK)
+        return st;
     trk_conn *c;
-    trk_status st = conn_new(ctx, server_hostname, &c, err);
+    st = conn_new(ctx, server_hostname, &c, err);
     if (st != TRK_OK)
         return st;
     c->transport = TRK_T_FD;
     c->fd = fd;
-    if (fcntl(fd, F_GETFL) == -1) {
-        trk_conn_free(c);
-        return trk__fail(err, TRK_ARG, "invalid fd", "%d is not an open file descriptor",
-                         fd);
-    }
-    int type = 0;
+    int type;
     socklen_t tl = sizeof type;
-    if (!c->dtls && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
-        type == SOCK_DGRAM) {
-        trk_conn_free(c);
-        return trk__fail(err, TRK_ARG, "datagram socket",
-                         "a TLS context needs a stream socket; for UDP use a DTLS "
-                         "context");
-    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 && errno == ENOTSOCK)
+        c->sock.notsock = 1; /* a pty: no MSG_DONTWAIT (io.c) */
     if ((st = trk_conn_set_timeout(c, timeout, err)) != TRK_OK) {
         trk_conn_free(c);
         return st;
@@ -403,6 +422,25 @@ int trk_conn_fd(const trk_conn *conn)
     return conn->ssl != NULL ? conn->fd : -1;
 }
 
+trk_status trk_conn_check_fd(trk_conn *conn, int fd, trk_error *err)
+{
+    if (conn == NULL || conn->ssl == NULL || conn->transport != TRK_T_FD ||
+        fd == conn->fd)
+        return TRK_OK; /* the hot path: one comparison */
+    trk__err_clear();
+    if (conn->fatal != NULL)
+        return trk__replay_fatal(conn, err);
+    trk_error e;
+    trk__fail(&e, TRK_STATE, "socket closed by its owner",
+              "the socket was closed by its owner, and its number may be another "
+              "file's by now: the connection no longer uses it (close the connection)");
+    conn->fd = -1;
+    trk__remember_fatal(conn, &e);
+    if (err != NULL)
+        *err = e;
+    return TRK_STATE;
+}
+
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
 {
     trk__err_clear();
@@ -416,25 +454,16 @@ trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
         return trk__fail(err, TRK_ARG, "invalid timeout",
                          "timeout must be None/nil (block), 0 (non-blocking) or a "
                          "positive number of seconds");
-    /* A blocking socket would block inside OpenSSL's read(), past any deadline:
-     * with a timeout (or none at all: 0) the socket must be non-blocking. */
-    if (conn->transport == TRK_T_FD && conn->fd >= 0 && timeout >= 0) {
-        int fl = fcntl(conn->fd, F_GETFL);
-        if (fl == -1 || (!(fl & O_NONBLOCK) && fcntl(conn->fd, F_SETFL, fl | O_NONBLOCK) == -1)) {
-            int e = errno;
-            trk__fail(err, TRK_SYSCALL, strerror(e),
-                      "cannot make the socket non-blocking: %s", strerror(e));
-            if (err != NULL)
-                err->sys_errno = e;
-            return TRK_SYSCALL;
-        }
-    }
     if (timeout != TRK_TIMEOUT_NONE || conn->x != NULL) {
         if (trk__extra(conn) == NULL)
             return trk__fail(err, TRK_NOMEM, "out of memory",
                              "settimeout: cannot allocate");
         conn->x->timeout = timeout;
     }
+    /* A blocking socket would block inside OpenSSL, past any deadline. The socket is
+     * the caller's, as are its flags (a Python socket whose gettimeout() is None
+     * must stay blocking): the core does not block instead (trk__drive). */
+    conn->sock.dontwait = timeout >= 0;
     return TRK_OK;
 }
 
@@ -701,10 +730,26 @@ trk_status trk__drive(trk_conn *conn, trk_ssl_step step, void *arg, size_t *n,
      * peer's alert does; the fuzzer found it), and the message callback tells when
      * one went by. Looking anyway costs ~200 instructions per call (P1b). */
     conn->hs.control_seen = 0;
+    /* A step that must not block (a timeout, a try call) does not change the
+     * caller's fd either: the socket BIO sends and receives with MSG_DONTWAIT (io.c).
+     * What cannot (DTLS, whose datagram BIO is OpenSSL's; an fd that is no socket)
+     * has a blocking fd made non-blocking for each step alone (never across a wait,
+     * when other threads may have the connection), its flags back as found after. */
+    int blocking_flags = -1;
+    if (conn->transport == TRK_T_FD && (conn->dtls || conn->sock.notsock) &&
+        (conn->sock.nowait || conn->sock.dontwait)) {
+        int fl = fcntl(conn->fd, F_GETFL);
+        if (fl != -1 && !(fl & O_NONBLOCK))
+            blocking_flags = fl;
+    }
     for (;;) {
+        int restore = blocking_flags != -1 &&
+                      fcntl(conn->fd, F_SETFL, blocking_flags | O_NONBLOCK) == 0;
         errno = 0;
         int ret = step(conn, arg, n);
         int step_errno = errno;
+        if (restore)
+            fcntl(conn->fd, F_SETFL, blocking_flags);
         trk_status st = ret > 0 ? TRK_OK : trk__ssl_status(conn, ret, step_errno, op, err);
         if (ret > 0 && conn->hs.control_seen)
             trk__err_clear();

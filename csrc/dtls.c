@@ -279,20 +279,31 @@ static dq_bio *memory_bio(const trk_conn *conn)
 /* Transports                                                                 */
 /* ------------------------------------------------------------------------- */
 
-trk_status trk__dtls_attach_fd(trk_conn *conn, trk_error *err)
+trk_status trk__dtls_check_fd(int fd, trk_error *err)
 {
     int type = 0;
     socklen_t tl = sizeof type;
-    if (getsockopt(conn->fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
         return trk__fail(err, TRK_ARG, "not a socket",
                          "a DTLS connection needs a connected UDP socket; fd %d is "
                          "not a socket",
-                         conn->fd);
+                         fd);
     if (type != SOCK_DGRAM)
         return trk__fail(err, TRK_ARG, "not a datagram socket",
                          "a DTLS context needs a UDP (datagram) socket, not a "
                          "stream socket");
     struct sockaddr_storage peer;
+    socklen_t pl = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+        return trk__fail(err, TRK_ARG, "socket not connected",
+                         "the UDP socket is not connected: connect() it to the peer "
+                         "first (LuaSocket: udp:setpeername)");
+    return TRK_OK;
+}
+
+trk_status trk__dtls_attach_fd(trk_conn *conn, trk_error *err)
+{
+    struct sockaddr_storage peer; /* trk_ctx_check_fd made sure there is one */
     socklen_t pl = sizeof peer;
     memset(&peer, 0, sizeof peer);
     if (getpeername(conn->fd, (struct sockaddr *)&peer, &pl) != 0)

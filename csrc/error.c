@@ -178,7 +178,7 @@ trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reas
     return status;
 }
 
-static void remember_fatal(trk_conn *conn, const trk_error *err)
+void trk__remember_fatal(trk_conn *conn, const trk_error *err)
 {
     if (conn->fatal != NULL)
         return;
@@ -288,7 +288,7 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
         copy_str(err->reason, sizeof err->reason, "unexpected eof while reading");
         snprintf(err->message, sizeof err->message,
                  "%s: the transport ended in the middle of a record (truncated)", op);
-        remember_fatal(conn, err);
+        trk__remember_fatal(conn, err);
         return TRK_SYSCALL;
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
@@ -321,7 +321,7 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
                      "(unexpected EOF)",
                      op);
         }
-        remember_fatal(conn, err);
+        trk__remember_fatal(conn, err);
         return TRK_SYSCALL;
     }
 
@@ -370,6 +370,6 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
                  err->reason, err->library[0] ? err->library : "OpenSSL",
                  hint ? ": " : "", hint ? hint : "");
     }
-    remember_fatal(conn, err);
+    trk__remember_fatal(conn, err);
     return err->status;
 }

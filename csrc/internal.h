@@ -113,6 +113,10 @@ typedef struct trk_sock_io {
     uint8_t big : 1;          /* the last record header seen was of a large record */
     uint8_t ahead : 1;        /* OpenSSL's read-ahead is on now (io.c, sock_read) */
     uint8_t nowait : 1;       /* trk_conn_try_*: never wait on the socket */
+    uint8_t dontwait : 1;     /* never block inside OpenSSL (a timeout, or a
+                                 renegotiation driven by reading): the core waits
+                                 with poll(), the caller's fd flags untouched
+                                 (trk__drive) */
     uint8_t notsock : 1;      /* the fd is no socket (a pty): MSG_DONTWAIT fails on it */
     uint8_t hold : 1;         /* the write under way holds back its first small record
                                  (a KeyUpdate) for the next one (io.c, sock_write) */
@@ -313,6 +317,9 @@ trk_status trk__fail_openssl(trk_error *err, trk_status status, const char *reas
 trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *op,
                            trk_error *err);
 
+/* Makes err the connection's fatal error (the first one stays), replayed by every
+ * later call. */
+void trk__remember_fatal(trk_conn *conn, const trk_error *err);
 /* Copies the remembered fatal error into err and returns its status. */
 trk_status trk__replay_fatal(const trk_conn *conn, trk_error *err);
 
@@ -404,6 +411,9 @@ void trk__dq_clear(trk_dgram_queue *q);
 int trk__dtls_ctx_init(trk_ctx *ctx);
 /* Per connection: the retransmission timer callback. */
 void trk__dtls_conn_init(trk_conn *conn);
+/* What trk_ctx_check_fd asks of a DTLS context's descriptor: a connected UDP
+ * socket (TRK_ARG otherwise). */
+trk_status trk__dtls_check_fd(int fd, trk_error *err);
 /* The BIO of each transport. trk__dtls_attach_fd: a connected UDP socket (TRK_ARG
  * otherwise). trk__dtls_attach_memory: one datagram-queue BIO (feed/drain).
  * trk__dtls_attach_pair: two linked datagram-queue BIOs. */

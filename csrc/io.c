@@ -97,15 +97,12 @@ static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
 static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *err)
 {
     trk_status st = TRK_OK;
-    int callback_failed = 0, restore_flags = -1;
+    int callback_failed = 0;
     /* On a blocking socket SSL_read goes on to wait for application data once the
-     * handshake is done: the socket is non-blocking for the while (the core's
-     * wait loop polls instead), and back as it was afterwards. */
-    if (c->transport == TRK_T_FD && c->fd >= 0) {
-        int fl = fcntl(c->fd, F_GETFL);
-        if (fl != -1 && !(fl & O_NONBLOCK) && fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) == 0)
-            restore_flags = fl;
-    }
+     * handshake is done: it must not block for the while (the core's wait loop polls
+     * instead). */
+    unsigned dontwait = c->sock.dontwait;
+    c->sock.dontwait = 1;
     /* Without AUTO_RETRY SSL_read comes back after each handshake record, so the
      * loop can stop when the handshake is done instead of waiting for data. */
     SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
@@ -131,8 +128,7 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
     }
     if (c->ssl != NULL)
         SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
-    if (restore_flags != -1)
-        fcntl(c->fd, F_SETFL, restore_flags);
+    c->sock.dontwait = dontwait & 1;
     if (callback_failed)
         c->callback_failed = 1;
     return st;
@@ -457,12 +453,14 @@ static void scan_records(trk_sock_io *s, const unsigned char *p, size_t n)
 static BIO_METHOD *sock_method;
 static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
 
-/* A try call (nowait) on a blocking socket must not wait in the kernel either:
- * MSG_DONTWAIT, for this call only. An fd that is no socket (a pty) takes no
- * MSG_DONTWAIT: once seen (ENOTSOCK), the connection's calls go the plain way
- * (trk_conn_may_block says so), and a try call does plain I/O if the fd cannot
- * block; on one that can, it says "would block" and the caller goes the waiting
- * way. Returns 1 when plain I/O is safe now. */
+/* A call that must not block (a try call, a timeout: dont_block) on a blocking
+ * socket must not wait in the kernel either: MSG_DONTWAIT, which leaves the caller's
+ * fd flags alone. An fd that is no socket (a pty) takes no MSG_DONTWAIT: trk__drive
+ * makes it non-blocking for such a step (trk_conn_new_fd found it out; should
+ * ENOTSOCK come first here, the connection's calls go the plain way from then on,
+ * trk_conn_may_block says so). On a pty that can block all the same, the step says
+ * "would block" and the caller goes the waiting way. Returns 1 when plain I/O is
+ * safe now. */
 static int notsock_plain(trk_conn *c)
 {
     c->sock.notsock = 1;
@@ -471,6 +469,11 @@ static int notsock_plain(trk_conn *c)
         return 1;
     errno = EAGAIN;
     return 0;
+}
+
+static inline int dont_block(const trk_conn *c)
+{
+    return c->sock.nowait | c->sock.dontwait;
 }
 
 static int nowait_io(trk_conn *c, void *buf, int len, int writing)
@@ -510,7 +513,7 @@ static int sock_read(BIO *b, char *out, int outl)
     if (out == NULL || outl <= 0)
         return 0;
     errno = 0;
-    int r = c->sock.nowait ? nowait_io(c, out, outl, 0) : (int)read(c->fd, out, (size_t)outl);
+    int r = dont_block(c) ? nowait_io(c, out, outl, 0) : (int)read(c->fd, out, (size_t)outl);
     if (r > 0) {
         trk_sock_io *s = &c->sock;
         scan_records(s, (const unsigned char *)out, (size_t)r);
@@ -543,12 +546,12 @@ static int write_held(trk_conn *c, BIO *b, const char *in, int inl)
     errno = 0;
     ssize_t r;
     if (c->sock.notsock) {
-        r = c->sock.nowait && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
+        r = dont_block(c) && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
     } else {
-        r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (c->sock.nowait ? MSG_DONTWAIT : 0));
+        r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (dont_block(c) ? MSG_DONTWAIT : 0));
         if (r < 0 && errno == ENOTSOCK) { /* as nowait_io */
             c->sock.notsock = 1;
-            r = c->sock.nowait && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
+            r = dont_block(c) && !notsock_plain(c) ? -1 : writev(c->fd, iov, 2);
         }
     }
     if (r < 0) {
@@ -588,7 +591,7 @@ static int sock_write(BIO *b, const char *in, int inl)
         }
     }
     errno = 0;
-    int r = c->sock.nowait ? nowait_io(c, (void *)in, inl, 1) : plain_write(c, in, inl);
+    int r = dont_block(c) ? nowait_io(c, (void *)in, inl, 1) : plain_write(c, in, inl);
     if (r <= 0 && BIO_sock_should_retry(r))
         BIO_set_retry_write(b);
     return r;

@@ -51,7 +51,8 @@ typedef enum trk_status {
     TRK_PROTOCOL,    /* alert, handshake failure, bad record, refused renegotiation */
     TRK_VERIFY,      /* certificate or host name verification failed */
     TRK_STATE,       /* a valid call at the wrong time (before the handshake, key
-                        update on TLS 1.2, renegotiation on TLS 1.3, after close) */
+                        update on TLS 1.2, renegotiation on TLS 1.3, after close, on a
+                        socket its owner closed: trk_conn_check_fd) */
     TRK_TIMEOUT,     /* blocking transport: the timeout passed */
     TRK_ARG,         /* a bad argument value (key update type NONE, unknown version) */
     TRK_NOMEM,       /* allocation failed */
@@ -236,14 +237,23 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
 
 /*
  * A connection over a connected stream socket the caller owns. The core never
- * closes it (trk_conn_new_connect's sockets excepted). With TRK_TIMEOUT_NONE the
- * socket may be blocking or O_NONBLOCK (the core then waits with poll()). With a
- * timeout >= 0 the core sets O_NONBLOCK on the socket (a blocking read cannot be
- * bounded) and, for > 0, waits with poll() until the deadline of each call.
+ * closes it (trk_conn_new_connect's sockets excepted), and leaves its flags as they
+ * are between calls: the caller's own use of the socket finds it as the caller set
+ * it. With TRK_TIMEOUT_NONE the socket may be blocking or O_NONBLOCK (the core then
+ * waits with poll()). With a timeout >= 0 the core never blocks inside OpenSSL (a
+ * blocking read cannot be bounded): it sends and receives with MSG_DONTWAIT, or,
+ * where that cannot be (DTLS, an fd that is no socket), makes the fd non-blocking
+ * for each step and puts its flags back right after; for > 0 it waits with poll()
+ * until the deadline of each call.
  */
 trk_status trk_conn_new_fd(trk_ctx *ctx, int fd, double timeout,
                            const char *server_hostname, trk_conn **out,
                            trk_error *err);
+/* What trk_conn_new_fd checks of `fd` before anything else: an open descriptor;
+ * for TLS a stream socket that is not listening (or a stream that is no socket, a
+ * pty), for DTLS a connected UDP socket. TRK_ARG otherwise, the sentence says why.
+ * A shim asks it first to name the socket argument in its error. */
+trk_status trk_ctx_check_fd(const trk_ctx *ctx, int fd, trk_error *err);
 /* Opens a TCP connection to host:port (getaddrinfo, each address in turn, within
  * `timeout`), then wraps it like trk_conn_new_fd; this socket IS closed by
  * trk_conn_close. server_hostname NULL means `host`. The handshake is not done. */
@@ -251,6 +261,17 @@ trk_status trk_conn_new_connect(trk_ctx *ctx, const char *host, int port, double
                                 const char *server_hostname, trk_conn **out,
                                 trk_error *err);
 int trk_conn_fd(const trk_conn *conn);             /* -1 if none / closed */
+/*
+ * The socket of trk_conn_new_fd stays its owner's, who may close it behind the
+ * connection's back; the number then goes to the next file opened, and a write would
+ * put a TLS record into that file. A shim holding the owner's socket object passes,
+ * before each call that uses the socket, the descriptor that object holds now (-1
+ * when it says closed): TRK_OK while it is the connection's. Otherwise the connection
+ * forgets the number (never touches or closes it again) and fails for good: TRK_STATE
+ * "socket closed by its owner", from this call and every later one but close.
+ * Connections over other transports: TRK_OK.
+ */
+trk_status trk_conn_check_fd(trk_conn *conn, int fd, trk_error *err);
 /* Socket connections only (TRK_STATE for memory and pair transports). */
 trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err);
 double trk_conn_timeout(const trk_conn *conn);

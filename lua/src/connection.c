@@ -150,6 +150,45 @@ static ltrk_connection *check_idle(lua_State *L)
     return c;
 }
 
+/*
+ * For calls that use the socket: check_idle, and the socket object given to wrap
+ * must still hold the connection's fd. Its owner may have closed it since (LuaSocket
+ * then says -1), and the number may be another file's by now: the core then fails
+ * the connection for good (trk_conn_check_fd). A LuaSocket object's fd is read in
+ * place, any other object's getfd() is called (context.c says why); an integer fd
+ * given to wrap has no owner object to ask.
+ */
+static ltrk_connection *check_io(lua_State *L)
+{
+    ltrk_connection *c = check_idle(L);
+    lua_Integer fd = -1;
+    trk_error err;
+    trk_status st;
+
+    if (c->sock == LTRK_SOCK_NONE)
+        return c;
+    lua_getiuservalue(L, 1, LTRK_UV_SOCKET);
+    if (c->sock == LTRK_SOCK_LUASOCKET) {
+        fd = *(const int *)lua_touserdata(L, -1);
+    } else if (lua_getfield(L, -1, "getfd") == LUA_TFUNCTION) {
+        int isint;
+
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 1);
+        fd = lua_tointegerx(L, -1, &isint); /* LuaSocket's fd is a float */
+        if (!isint || fd < 0 || fd > 0x7fffffff)
+            fd = -1;
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    st = trk_conn_check_fd(c->conn, (int)fd, &err);
+    if (st != TRK_OK)
+        ltrk_raise(L, st, &err, 0);
+    return c;
+}
+
 /* After a core call that may run event callbacks: an error raised by one wins,
  * since it is what the user's own code reported. */
 static trk_status leave(lua_State *L, ltrk_connection *c, trk_status st)
@@ -178,7 +217,7 @@ typedef trk_status (*conn_action)(trk_conn *, trk_error *);
 
 static int run_action(lua_State *L, conn_action fn)
 {
-    ltrk_connection *c = check_idle(L);
+    ltrk_connection *c = check_io(L);
     trk_error err;
     trk_status st;
 
@@ -253,7 +292,7 @@ static _Thread_local int read_scratch_busy;
 /* conn:read([n]) */
 static int conn_read(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
+    ltrk_connection *c = check_io(L);
     lua_Integer cap = luaL_optinteger(L, 2, DEFAULT_READ_SIZE);
     luaL_Buffer b;
     trk_error err;
@@ -292,7 +331,7 @@ static int conn_read(lua_State *L)
  * a copy and garbage). The buffer stays on the stack, alive, during the call. */
 static int conn_read_into(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
+    ltrk_connection *c = check_io(L);
     size_t size = 0, cap, n = 0;
     unsigned char *p = to_buffer(L, 2, &size);
     trk_error err;
@@ -348,7 +387,7 @@ static int raise_written(lua_State *L, trk_status st, const trk_error *err, size
 
 static int conn_write(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
+    ltrk_connection *c = check_io(L);
     size_t len, n = 0;
     const char *s;
     trk_error err;
@@ -396,7 +435,7 @@ static int conn_pending(lua_State *L)
 /* conn:shutdown() -> true once the peer's close_notify has arrived too. */
 static int conn_shutdown(lua_State *L)
 {
-    ltrk_connection *c = check_idle(L);
+    ltrk_connection *c = check_io(L);
     int complete = 0;
     trk_error err;
     trk_status st;
@@ -489,7 +528,7 @@ static int conn_key_update(lua_State *L)
         luaL_checktype(L, 3, LUA_TBOOLEAN);
         now = lua_toboolean(L, 3);
     }
-    c = check_idle(L);
+    c = check_io(L);
     lua_settop(L, 1);
     ltrk_call_enter(L, c);
     st = trk_conn_key_update(c->conn, type, now, &err);

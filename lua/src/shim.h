@@ -43,10 +43,20 @@ enum {
     LTRK_UV_COUNT = LTRK_UV_SOCKET
 };
 
+/* What a connection knows of the socket object it wraps (ltrk_connection.sock). */
+enum {
+    LTRK_SOCK_NONE = 0,  /* none: an integer fd, a pair, memory, connect() */
+    LTRK_SOCK_GETFD,     /* an object with a getfd() method */
+    LTRK_SOCK_LUASOCKET  /* a LuaSocket tcp or udp object: its fd read in place */
+};
+
 /* A connection userdata. */
 typedef struct ltrk_connection {
     trk_conn *conn;                /* NULL once closed */
     trk_role role;                 /* remembered for __tostring after close */
+    int sock;                      /* how the socket object in LTRK_UV_SOCKET is
+                                      asked for its fd before each call that uses
+                                      it (LTRK_SOCK_*, connection.c) */
     struct ltrk_connection *peer;  /* the other end of a pair (kept alive by
                                       LTRK_UV_PEER), cleared when either closes */
     /* Set only while a core call runs on this connection or its peer: */

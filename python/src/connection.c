@@ -259,6 +259,47 @@ conn_enter(ConnectionObject *self, int driving)
     return ENTER_LOCKED;
 }
 
+static void conn_leave(ConnectionObject *self, int entered);
+static int conn_finish(ConnectionObject *self, int entered, trk_status st,
+                       const trk_error *err, const char *argname);
+static void park_exception(ConnectionObject *self);
+
+/*
+ * conn_enter for a call that uses the socket. The socket object given to wrap() is
+ * its owner's, who may have closed it since: its number may be another file's by
+ * now. The object's fileno() is asked each time (the core compares the answer with
+ * its own fd and fails the connection when they differ, trk_conn_check_fd): the
+ * owner closes the object, not the number, so the object is the one to ask. The
+ * method is bound once, at wrap(): a call of it costs ~60 instructions per I/O call,
+ * a look-up by name ~300 (callgrind). An exception from fileno() counts as closed
+ * and becomes the StateError's __context__. An int given to wrap() has no owner
+ * object to ask.
+ */
+static int
+conn_enter_io(ConnectionObject *self)
+{
+    PyObject *r;
+    long fd = -1;
+    trk_error err;
+    trk_status st;
+    int entered = conn_enter(self, 1);
+
+    if (entered != ENTER_LOCKED || self->fileno == NULL)
+        return entered;
+    r = PyObject_CallNoArgs(self->fileno);
+    if (r != NULL) {
+        fd = PyLong_AsLong(r);
+        Py_DECREF(r);
+    }
+    if (fd == -1 && PyErr_Occurred())
+        park_exception(self);
+    st = trk_conn_check_fd(self->conn, fd >= 0 && fd <= INT_MAX ? (int)fd : -1, &err);
+    if (st == TRK_OK)
+        return entered;
+    conn_finish(self, entered, st, &err, NULL);
+    return ENTER_FAILED;
+}
+
 static void
 conn_leave(ConnectionObject *self, int entered)
 {
@@ -484,7 +525,7 @@ wait_hook(void *userdata, int phase)
 /* ------------------------------------------------------------------------- */
 
 ConnectionObject *
-shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock)
+shim_connection_new(trk_conn *conn, PyObject *context, PyObject *fileno)
 {
     ConnectionObject *self = PyObject_GC_New(ConnectionObject, &Connection_Type);
 
@@ -495,7 +536,7 @@ shim_connection_new(trk_conn *conn, PyObject *context, PyObject *sock)
     self->conn = conn;
     self->owner = 0;
     self->context = Py_NewRef(context);
-    self->sock = Py_XNewRef(sock);
+    self->fileno = Py_XNewRef(fileno);
     self->callback = NULL;
     self->parked = NULL;
     self->pair = NULL;
@@ -527,7 +568,7 @@ static int
 Connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->context);
-    Py_VISIT(self->sock);
+    Py_VISIT(self->fileno);
     Py_VISIT(self->callback);
     Py_VISIT(self->parked);
     return 0;
@@ -546,7 +587,7 @@ Connection_clear(ConnectionObject *self)
     }
     Py_CLEAR(self->callback);
     Py_CLEAR(self->parked);
-    Py_CLEAR(self->sock);
+    Py_CLEAR(self->fileno);
     Py_CLEAR(self->context);
     return 0;
 }
@@ -580,7 +621,7 @@ Connection_dealloc(ConnectionObject *self)
     self->pair = NULL;
     Py_CLEAR(self->callback);
     Py_CLEAR(self->parked);
-    Py_CLEAR(self->sock);
+    Py_CLEAR(self->fileno);
     Py_CLEAR(self->context);                /* after the connection: owner last */
     PyObject_GC_Del(self);
 }
@@ -698,7 +739,7 @@ read_entered(ConnectionObject *self, void *buf, size_t cap, size_t *got, trk_err
     int entered;
 
     for (;;) {
-        if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+        if ((entered = conn_enter_io(self)) == ENTER_FAILED)
             return ENTER_FAILED;
         read_abandoned = 0;
         *st = read_io(self, buf, cap, got, err);
@@ -720,7 +761,7 @@ Connection_do_handshake(ConnectionObject *self, PyObject *unused)
     int entered;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter_io(self)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_do_handshake(self->conn, &err);
@@ -885,7 +926,7 @@ Connection_write(ConnectionObject *self, PyObject *data)
         if (!PyArg_Parse(data, "y*:write", &view))
             return NULL;
     }
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED) {
+    if ((entered = conn_enter_io(self)) == ENTER_FAILED) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -914,7 +955,7 @@ Connection_shutdown(ConnectionObject *self, PyObject *unused)
     trk_status st;
 
     SHIM_UNUSED(unused);
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter_io(self)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_conn_shutdown(self->conn, &complete, &err);
@@ -936,7 +977,7 @@ Connection_close(ConnectionObject *self, PyObject *unused)
     trk_conn_close(self->conn);           /* idempotent */
     conn_leave(self, entered);
     /* The socket is no longer used (and never closed here: it is the caller's). */
-    Py_CLEAR(self->sock);
+    Py_CLEAR(self->fileno);
     Py_CLEAR(self->callback);
     Py_RETURN_NONE;
 }
@@ -1061,7 +1102,7 @@ Connection_key_update(ConnectionObject *self, PyObject *args, PyObject *kwds)
             return PyErr_Format(PyExc_ValueError,
                                 "updatetype: %R is not a key update type", type_obj);
     }
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter_io(self)) == ENTER_FAILED)
         return NULL;
     if (now) {
         Py_BEGIN_ALLOW_THREADS
@@ -1097,7 +1138,7 @@ run_action(ConnectionObject *self, conn_action fn)
     trk_status st;
     int entered;
 
-    if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
+    if ((entered = conn_enter_io(self)) == ENTER_FAILED)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = fn(self->conn, &err);
@@ -1707,7 +1748,8 @@ static PyMethodDef Connection_methods[] = {
     {"settimeout", (PyCFunction)Connection_settimeout, METH_O,
      "settimeout(timeout) -> None\n\n"
      "Socket transports: None blocks, a number of seconds bounds each call\n"
-     "(TimeoutError), 0 is non-blocking (WantReadError/WantWriteError)."},
+     "(TimeoutError), 0 is non-blocking (WantReadError/WantWriteError). The\n"
+     "connection's own mode: the socket stays as its owner set it."},
     {"gettimeout", (PyCFunction)Connection_gettimeout, METH_NOARGS,
      "gettimeout() -> float | None\n\nThe timeout settimeout() describes."},
     {"set_event_callback", (PyCFunction)Connection_set_event_callback, METH_O,

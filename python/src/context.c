@@ -511,7 +511,7 @@ static PyObject *
 Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sock", "server_hostname", NULL};
-    PyObject *sock, *sni_obj = Py_None, *t;
+    PyObject *sock, *sni_obj = Py_None, *t, *fileno = NULL, *c;
     const char *sni;
     double timeout = TRK_TIMEOUT_NONE;
     int fd;
@@ -542,7 +542,18 @@ Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
     st = trk_conn_new_fd(self->ctx, fd, timeout, sni, &conn, &err);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
-    return (PyObject *)shim_connection_new(conn, (PyObject *)self, sock);
+    /* A socket object is asked for its fd before each call that uses it (its owner
+     * may close it); an int is the caller's to keep open. */
+    if (!PyLong_Check(sock)) {
+        fileno = PyObject_GetAttrString(sock, "fileno");
+        if (fileno == NULL) {
+            trk_conn_free(conn);
+            return NULL;
+        }
+    }
+    c = (PyObject *)shim_connection_new(conn, (PyObject *)self, fileno);
+    Py_XDECREF(fileno);
+    return c;
 }
 
 static PyObject *
@@ -603,10 +614,12 @@ static PyMethodDef Context_methods[] = {
      "It follows the socket's mode at this moment: gettimeout() None is blocking, a\n"
      "number is a timeout per call, 0.0 is non-blocking (WantReadError /\n"
      "WantWriteError); change it later with Connection.settimeout(). The Connection\n"
-     "keeps the socket object alive and never closes it. The role (client or\n"
+     "keeps the socket object alive and never closes it; a call that uses it after\n"
+     "its owner closed it raises StateError and fails the Connection. The role (client or\n"
      "server) is the context's; a client checking host names needs\n"
      "server_hostname. A DTLS context takes a connected UDP socket instead\n"
-     "(connect() it first, a server too: one socket per client)."},
+     "(connect() it first, a server too: one socket per client). The wrong kind of\n"
+     "socket (UDP for TLS, TCP for DTLS, a listening one) is a ValueError."},
     {"memory", SHIM_METH(Context_memory), METH_VARARGS | METH_KEYWORDS,
      "memory(server_hostname=None) -> Connection\n\n"
      "A Connection over memory buffers, for event loops: feed() it the peer's bytes,\n"

@@ -52,7 +52,8 @@ static const struct exc_spec {
     {"state", "StateError",
      "A valid call at the wrong time: before the handshake, key_update() on TLS 1.2,\n"
      "renegotiate() on TLS 1.3, a second key_update() while one is scheduled, a\n"
-     "key_update() while a write is pending, any use after close()."},
+     "key_update() while a write is pending, any use after close(). Also a call\n"
+     "that uses a socket its owner closed after wrap(), which fails the connection."},
     {"timeout", "TimeoutError",
      "A blocking transport's timeout passed. Also a builtins.TimeoutError."},
     {"callback", "CallbackError",

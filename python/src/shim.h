@@ -58,7 +58,8 @@ typedef struct ConnectionObject {
     trk_conn *conn;           /* owned; closed by close(), freed in dealloc */
     unsigned long owner;      /* the lock, unless the connection is a pair end */
     PyObject *context;        /* strong: the Context it was made from */
-    PyObject *sock;           /* strong: the socket given to wrap(), or NULL */
+    PyObject *fileno;         /* strong: the bound fileno() of the socket object
+                                 given to wrap() (it keeps the socket alive), or NULL */
     PyObject *callback;       /* strong: the event callback, or NULL */
     PyObject *parked;         /* an exception the callback raised, not yet re-raised */
     shim_pair *pair;          /* a pair end: the lock and the other end; else NULL */
@@ -100,9 +101,10 @@ PyObject *shim_raise_state(const char *reason, const char *message);
 /* ------------------------------------------------------------------------- */
 
 /* A new Connection around `conn` (stolen: freed on failure), holding `context`
- * and `sock` (may be NULL). NULL with an exception set on failure. */
+ * and `fileno` (may be NULL), the bound fileno() of wrap()'s socket object. NULL
+ * with an exception set on failure. */
 ConnectionObject *shim_connection_new(trk_conn *conn, PyObject *context,
-                                      PyObject *sock);
+                                      PyObject *fileno);
 /* Joins two new Connections as the ends of a pair (one lock, each the other's
  * peer). -1 with an exception set on failure. */
 int shim_connection_join(ConnectionObject *client, ConnectionObject *server);

@@ -210,6 +210,34 @@ TEST(test_socket_timeout_and_nonblocking)
     trk_ctx_free(sctx);
 }
 
+/* The caller's fd keeps its flags: a timeout made it O_NONBLOCK for good, and a
+ * blocking socket then failed its owner's own reads with EAGAIN. */
+TEST(test_timeouts_leave_the_fd_flags_as_found)
+{
+    trk_ctx *cctx, *sctx;
+    trk_conn *c;
+    trk_error e;
+    int sv[2];
+    REQUIRE(u_contexts(NULL, &cctx, &sctx));
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    int found = fcntl(sv[0], F_GETFL);
+    CHECK_STATUS(trk_conn_new_fd(cctx, sv[0], 0.2, "localhost", &c, &e), TRK_OK, &e);
+    CHECK(fcntl(sv[0], F_GETFL) == found);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_TIMEOUT, &e); /* nobody answers */
+    CHECK(fcntl(sv[0], F_GETFL) == found);
+    CHECK_STATUS(trk_conn_set_timeout(c, 0, &e), TRK_OK, &e);
+    CHECK_STATUS(trk_conn_do_handshake(c, &e), TRK_WANT_READ, &e);
+    CHECK(fcntl(sv[0], F_GETFL) == found);
+    CHECK_STATUS(trk_conn_set_timeout(c, TRK_TIMEOUT_NONE, &e), TRK_OK, &e);
+    CHECK(fcntl(sv[0], F_GETFL) == found);
+    trk_conn_free(c);
+    CHECK(fcntl(sv[0], F_GETFL) == found);
+    close(sv[0]);
+    close(sv[1]);
+    trk_ctx_free(cctx);
+    trk_ctx_free(sctx);
+}
+
 /* A socket client and a memory-transport server whose records the test sends by
  * hand (sv[1]), so that it decides what has arrived and where the bytes end. */
 struct hand_fed {
@@ -605,6 +633,7 @@ int main(void)
     RUN(test_memory_calls_on_other_transports_are_state_errors);
     RUN(test_socket_blocking_with_timeout);
     RUN(test_socket_timeout_and_nonblocking);
+    RUN(test_timeouts_leave_the_fd_flags_as_found);
     RUN(test_pending_counts_whole_records_read_ahead_from_a_socket);
     RUN(test_try_calls_never_wait_and_the_plain_call_completes);
     RUN(test_key_update_leaves_with_the_data_in_one_write);

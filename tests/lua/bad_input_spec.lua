@@ -147,6 +147,11 @@ local ROWS = {
       s:close()
       client_ctx():wrap(fd, { server_hostname = "x" })
     end, { arg = 1, name = "wrap", or_code = "arg" } },
+  -- a server handshake on it waited forever for a ClientHello
+  { "wrap-a-listening-socket", function() server_ctx():wrap((H.listen())) end, arg(1, "wrap") },
+  { "wrap-a-listening-socket-fd", function()
+      client_ctx():wrap(H.listen():getfd(), { server_hostname = "localhost" })
+    end, arg(1, "wrap") },
   { "wrap-needs-hostname", function() client_ctx():wrap((H.tcp_pair())) end,
     { arg = 2, name = "wrap" } },
   { "wrap-opts-unknown", function() client_ctx():wrap((H.tcp_pair()), { hostname = "x" }) end,

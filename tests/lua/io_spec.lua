@@ -270,6 +270,45 @@ describe("I/O", function()
     assert.truthy(csock)
   end)
 
+  -- settimeout(x) made the caller's socket non-blocking and neither settimeout(nil)
+  -- nor close() made it blocking again. LuaSocket's own sockets are always
+  -- non-blocking; a blocking one comes from elsewhere, as inetd or systemd hand one
+  -- over: here bash opens it (/dev/tcp) for a child, which wraps its fd and reports
+  -- the fd's O_NONBLOCK flag (/proc/self/fdinfo) after each step.
+  it("timeouts_leave_the_callers_socket_as_found", function()
+    local srv, port = H.listen() -- accepts nothing: the handshakes wait for the server
+    local script = [[
+      local t = require "tlsrekey"
+      local function nonblocking()
+        local f = assert(io.open("/proc/self/fdinfo/3"))
+        local flags = tonumber(f:read("a"):match("flags:%s*(%d+)"), 8)
+        f:close()
+        return flags & 0x800 ~= 0 -- O_NONBLOCK (04000 on Linux)
+      end
+      local out = { "found=" .. tostring(nonblocking()) }
+      local function step(name, fn)
+        local ok, err = pcall(fn)
+        out[#out + 1] = ("%s:%s=%s"):format(name, ok and "ok" or err.code, tostring(nonblocking()))
+      end
+      local c = t.context({ mode = "client", verify = false }):wrap(3, { timeout = 0.2 })
+      step("wrap", function() end)
+      step("handshake", function() c:do_handshake() end)
+      step("settimeout0", function() c:settimeout(0); c:do_handshake() end)
+      step("settimeoutnil", function() c:settimeout(nil) end)
+      step("close", function() c:settimeout(0.2); c:close() end)
+      io.write(table.concat(out, " "), "\n")
+    ]]
+    local cmd = ("timeout 30 bash -c %s 2>&1"):format(H.shell_quote(
+      ("exec 3<>/dev/tcp/127.0.0.1/%d && exec %s -e %s"):format(
+        port, H.shell_quote(os.getenv("LUA") or "lua5.4"), H.shell_quote(script))))
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    assert.equal("found=false wrap:ok=false handshake:timeout=false "
+                 .. "settimeout0:want_read=false settimeoutnil:ok=false close:ok=false\n", out)
+    assert.truthy(srv)
+  end)
+
   it("wrap_an_integer_fd_and_never_close_it", function()
     local cctx, sctx, hostname = tlsrekey.pair_contexts()
     local csock, ssock = H.tcp_pair()
@@ -285,6 +324,53 @@ describe("I/O", function()
     ssock:settimeout(2)
     assert.equal("plain", ssock:receive(5))
   end)
+
+  -- Once the owner closes the wrapped socket, its number may belong to another file
+  -- at once: a write put a TLS record into that file and returned 6. The owner's
+  -- object is a LuaSocket one, or any object with a getfd method.
+  local owners = {
+    luasocket = function(sock) return sock end,
+    ["getfd object"] = function(sock) return { getfd = function() return sock:getfd() end } end,
+  }
+  for kind, owner in pairs(owners) do
+    it("a_socket_closed_by_its_owner_is_never_used_again (" .. kind .. ")", function()
+      local lfs = require "lfs"
+      local cctx, sctx, hostname = tlsrekey.pair_contexts()
+      local csock, ssock = H.tcp_pair()
+      local c = cctx:wrap(owner(csock), { server_hostname = hostname, timeout = 0 })
+      local s = sctx:wrap(ssock, { timeout = 0 })
+      H.drive("do_handshake", c, s)
+      assert.equal("x", H.exchange(c, s, "x"))
+      local number = math.tointeger(csock:getfd())
+      csock:close()
+      -- an unrelated file where the socket was (opened until one lands on its number)
+      local path, files = H.tmpname(".unrelated"), {}
+      H.defer(function() for _, f in ipairs(files) do f:close() end end)
+      local link = ("/proc/self/fd/%d"):format(number)
+      for _ = 1, 1000 do
+        files[#files + 1] = assert(io.open(path, "a+"))
+        if lfs.symlinkattributes(link, "target") == path then break end
+      end
+      assert.equal(path, lfs.symlinkattributes(link, "target"))
+      local calls = {
+        function() return c:write("secret") end,
+        function() return c:read() end,
+        function() return c:read_into(tlsrekey.buffer(8)) end,
+        function() return c:do_handshake() end,
+        function() return c:key_update("requested", true) end,
+        function() return c:shutdown() end,
+      }
+      for _, call in ipairs(calls) do
+        local err = H.raises("state", call)
+        assert.matches("closed by its owner", err.message)
+      end
+      assert.equal(0, lfs.attributes(path, "size"))
+      assert.equal("failed", c:state())
+      assert.equal(-1, c:getfd())
+      c:close()
+      assert.equal(path, lfs.symlinkattributes(link, "target")) -- not closed by us either
+    end)
+  end
 
   it("connect_opens_and_closes_its_own_socket", function()
     local cctx, sctx, hostname = tlsrekey.pair_contexts()

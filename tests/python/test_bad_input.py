@@ -48,6 +48,13 @@ class Env:
         self._extra += [a, b]
         return a, b
 
+    def listening(self):
+        s = socket.socket()
+        self._extra.append(s)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        return s
+
     def socket_conn(self):
         a, _ = self.sockets()
         return self.client_ctx().wrap(a, server_hostname="localhost")
@@ -164,6 +171,12 @@ ROWS = [
      (ValueError, OSError), None),
     ("wrap-needs-hostname", lambda e: e.client_ctx().wrap(e.sockets()[0]), ValueError,
      "server_hostname"),
+    # A server handshake on it waited forever for a ClientHello.
+    ("wrap-a-listening-socket", lambda e: e.server_ctx().wrap(e.listening()), ValueError,
+     "listening"),
+    ("wrap-a-listening-socket-client",
+     lambda e: e.client_ctx().wrap(e.listening(), server_hostname="localhost"), ValueError,
+     "listening"),
     ("wrap-hostname-type", lambda e: e.client_ctx().wrap(e.sockets()[0], server_hostname=5),
      TypeError, None),
     ("memory-hostname-type", lambda e: e.client_ctx().memory(server_hostname=5), TypeError,

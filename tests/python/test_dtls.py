@@ -10,6 +10,7 @@ Case names are those of tests/lua/dtls_spec.lua (and tests/c/test_dtls.c) where 
 test the same thing. Every socket, thread and process started here is closed,
 joined or killed when its test ends; every wait has a deadline.
 """
+import os
 import select
 import shutil
 import socket
@@ -661,6 +662,38 @@ def test_dtls_raw_fds_with_a_timeout(test_cert, udp):
     assert time.monotonic() - t0 >= 0.15
     server.write(b"later")
     assert client.read() == b"later"
+
+
+def test_dtls_timeouts_leave_a_blocking_socket_blocking(test_cert, udp):
+    """settimeout() made the caller's socket non-blocking for good (OpenSSL's datagram
+    BIO receives as the socket is, so a bounded wait needs it non-blocking while it
+    waits): the waits must still end on a blocking socket, which stays blocking."""
+    client_ctx, server_ctx = dtls_contexts(test_cert)
+    a, b = udp_pair(udp)
+    b.settimeout(TIMEOUT)
+    client = client_ctx.wrap(a, "localhost")
+    server = server_ctx.wrap(b)
+    client.settimeout(0.2)
+    assert os.get_blocking(a.fileno())
+    t0 = time.monotonic()
+    with pytest.raises(tlsrekey.TimeoutError):
+        Concurrent(client.do_handshake).result()   # the server does not answer yet
+    assert 0.15 <= time.monotonic() - t0 < 5
+    assert os.get_blocking(a.fileno())
+    client.settimeout(0)
+    with pytest.raises(tlsrekey.WantReadError):
+        client.do_handshake()
+    assert os.get_blocking(a.fileno())
+    client.settimeout(TIMEOUT)
+    other = Concurrent(server.do_handshake)
+    client.do_handshake()
+    other.result()
+    client.write(b"x")
+    assert server.read() == b"x"
+    server.write(b"y")
+    assert client.read() == b"y"
+    client.close()
+    assert os.get_blocking(a.fileno())
 
 
 def test_dtls_udp_sockets_blocking_with_a_thread(test_cert, udp):

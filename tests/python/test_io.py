@@ -105,6 +105,50 @@ def test_settimeout_switches_modes(test_cert, sockets):
         client.settimeout("1")
 
 
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "non-blocking"])
+def test_timeouts_leave_the_callers_socket_as_found(test_cert, sockets, blocking):
+    """settimeout(x) made the caller's socket non-blocking and neither settimeout(None)
+    nor close() made it blocking again: sock.recv() then raised BlockingIOError on a
+    socket whose gettimeout() said None."""
+    a, b = sockets
+    a.setblocking(blocking)
+    client, server = wrap_both(test_cert, a, b)
+
+    def as_found():
+        assert os.get_blocking(a.fileno()) == blocking == (a.gettimeout() is None)
+
+    client.settimeout(0.2)
+    as_found()
+    start = time.monotonic()
+    with pytest.raises(tlsrekey.TimeoutError):
+        client.do_handshake()              # the server is not running yet
+    assert 0.15 <= time.monotonic() - start < 5
+    as_found()
+    client.settimeout(0)
+    with pytest.raises(tlsrekey.WantReadError):
+        client.do_handshake()
+    as_found()
+    client.settimeout(TIMEOUT)
+    peer = Concurrent(server.do_handshake)
+    client.do_handshake()
+    peer.result()
+    client.write(b"x")
+    assert server.read() == b"x"
+    server.write(b"y")
+    assert client.read() == b"y"
+    as_found()
+    client.settimeout(None)
+    as_found()
+    client.settimeout(0.2)
+    client.close()
+    as_found()
+    if blocking:  # the socket works as its object says: a blocking recv waits
+        later = Concurrent(lambda: a.recv(5))
+        time.sleep(0.05)
+        b.sendall(b"plain")
+        assert later.result() == b"plain"
+
+
 def test_wrap_accepts_a_raw_fd(test_cert, sockets):
     a, b = sockets
     b.settimeout(TIMEOUT)
@@ -115,6 +159,37 @@ def test_wrap_accepts_a_raw_fd(test_cert, sockets):
     peer = Concurrent(server.read)
     client.write(b"raw fd")
     assert peer.result() == b"raw fd"
+
+
+def test_a_socket_closed_by_its_owner_is_never_used_again(test_cert, sockets, tmp_path):
+    """Once the owner closes the wrapped socket, its number may belong to another
+    file at once: a write put a TLS record into that file and returned 6."""
+    a, b = sockets
+    client, server = wrap_both(test_cert, a, b)
+    peer = Concurrent(server.do_handshake)
+    client.do_handshake()
+    peer.result()
+    number = a.fileno()
+    a.close()
+    unrelated = tmp_path / "unrelated"
+    fd = os.open(unrelated, os.O_RDWR | os.O_CREAT)
+    if fd != number:  # put the file where the socket was, whatever else is free
+        os.dup2(fd, number)
+        os.close(fd)
+    try:
+        calls = [lambda: client.write(b"secret"), client.read,
+                 lambda: client.read_into(bytearray(8)), client.do_handshake,
+                 lambda: client.key_update(now=True), client.shutdown]
+        for call in calls:
+            with pytest.raises(tlsrekey.StateError, match="closed by its owner"):
+                call()
+        assert os.path.getsize(unrelated) == 0
+        assert client.state == "failed"
+        assert client.fileno() == -1
+        client.close()
+        os.fstat(number)  # the file was not closed either: it is not the connection's
+    finally:
+        os.close(number)
 
 
 class _FdWithTimeout:
@@ -189,6 +264,26 @@ def test_an_fd_that_is_no_socket_works_non_blocking_and_blocking(test_cert, pty_
         assert _until_done(lambda: server.write(b"back")) == 4
         assert _until_done(lambda: client.read(4)) == b"back"
     assert server.stats["key_updates_received"] == 1
+
+
+def test_timeouts_on_a_blocking_pty_wait_and_leave_it_blocking(test_cert, pty_ends):
+    """An fd that is no socket takes no MSG_DONTWAIT: a timeout on a blocking one must
+    still end the wait, and leave the fd blocking."""
+    master, _ = pty_ends
+    client = tlsrekey.Context.client(test_cert[0]).wrap(_FdWithTimeout(master, None),
+                                                        server_hostname="localhost")
+    client.settimeout(0.2)
+    assert os.get_blocking(master)
+    start = time.monotonic()
+    with pytest.raises(tlsrekey.TimeoutError):
+        Concurrent(client.do_handshake).result()     # nobody answers on the other end
+    assert 0.15 <= time.monotonic() - start < 5
+    assert os.get_blocking(master)
+    client.settimeout(0)
+    with pytest.raises(tlsrekey.WantReadError):
+        Concurrent(client.do_handshake).result()
+    client.close()
+    assert os.get_blocking(master)
 
 
 def test_large_transfer_over_sockets(socket_pair_factory):
