@@ -259,6 +259,10 @@ void trk_conn_set_wait_hook(trk_conn *conn, trk_wait_hook_fn fn, void *userdata)
 {
     conn->wait_fn = fn;
     conn->wait_ud = fn != NULL ? userdata : NULL;
+    /* A blocking read would wait in the kernel, inside OpenSSL, with the
+     * connection held: with a hook every wait is trk__drive's poll, which lets it
+     * go. */
+    conn->sock.dontwait = timeout_of(conn) >= 0 || fn != NULL;
 }
 
 void trk__wake_readers(trk_conn *conn)
@@ -463,7 +467,7 @@ trk_status trk_conn_set_timeout(trk_conn *conn, double timeout, trk_error *err)
     /* A blocking socket would block inside OpenSSL, past any deadline. The socket is
      * the caller's, as are its flags (a Python socket whose gettimeout() is None
      * must stay blocking): the core does not block instead (trk__drive). */
-    conn->sock.dontwait = timeout >= 0;
+    conn->sock.dontwait = timeout >= 0 || conn->wait_fn != NULL;
     return TRK_OK;
 }
 

@@ -554,14 +554,18 @@ def prompt(fn, *args):
     return out[0]
 
 
+@pytest.mark.parametrize("timeout", [TIMEOUT, None], ids=["timeout", "blocking"])
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
-def test_a_waiting_read_lets_another_thread_write(test_cert, version):
+def test_a_waiting_read_lets_another_thread_write(test_cert, version, timeout):
     """The ssl.SSLSocket pattern: one thread waits in read() while another writes;
-    the write goes out at once and the peer's answer reaches the reader."""
+    the write goes out at once and the peer's answer reaches the reader. Also on a
+    blocking socket without a timeout, where a read must not wait in the kernel
+    with the connection held."""
     link = socket_link(*test_cert, max_version=version)
     client, server = link.client, link.server
     try:
-        client.settimeout(TIMEOUT)   # bounds the test if the reader holds on
+        link.socks[0].settimeout(timeout)
+        client.settimeout(timeout)
         reader = WaitingRead(client)
         assert prompt(client.write, b"ping") == 4
         assert server.read() == b"ping"
@@ -569,6 +573,8 @@ def test_a_waiting_read_lets_another_thread_write(test_cert, version):
         assert reader.join() == b"pong"
         assert reader.error is None
     finally:
+        # a reader still waiting (the failure) ends when its socket does
+        link.socks[0].shutdown(socket.SHUT_RDWR)
         link.close()
 
 
