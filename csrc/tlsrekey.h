@@ -509,7 +509,8 @@ trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
 typedef struct trk_rekey_policy {
     uint64_t bytes;         /* application bytes per sending key; 0: no limit */
     uint64_t records;       /* application records per sending key; 0: no limit */
-    double seconds;         /* seconds per sending key, checked at writes; 0: none */
+    double seconds;         /* seconds per sending key, checked at writes; 0: none
+                               (users set these through trk_rekey_policy_set_*) */
     int request_peer;       /* TLS 1.3: ask the peer to update too */
     int use_renegotiation;  /* TLS 1.2: rekey by renegotiation instead of failing */
     int aead_limit;         /* RFC 8446 5.5 limits on TLS 1.3 (default 1) */
@@ -517,6 +518,20 @@ typedef struct trk_rekey_policy {
 
 /* The default: no thresholds, aead_limit on. */
 void trk_rekey_policy_default(trk_rekey_policy *policy);
+/*
+ * Sets one threshold, "bytes", "records" or "seconds", from a value a user gave:
+ * the shims call one of these for each threshold given (and leave out the ones not
+ * given), so that what a threshold may be is decided here, once for both languages.
+ * A threshold given is a positive number: 0 is refused, not taken as "no limit"
+ * (leaving it out is how to say that). Counts are whole numbers up to 2^64 - 1;
+ * _number takes them as a float with an integral value too (1e9, 2^30) and refuses
+ * a fraction; seconds are any finite positive number. TRK_ARG otherwise, with a
+ * sentence naming the option ("rekey policy 'bytes' ...").
+ */
+trk_status trk_rekey_policy_set_count(trk_rekey_policy *policy, const char *name,
+                                      uint64_t value, trk_error *err);
+trk_status trk_rekey_policy_set_number(trk_rekey_policy *policy, const char *name,
+                                       double value, trk_error *err);
 /* Context default for connections created afterwards. TRK_ARG for negative or NaN
  * seconds. */
 trk_status trk_ctx_set_rekey_policy(trk_ctx *ctx, const trk_rekey_policy *policy,

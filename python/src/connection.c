@@ -1669,7 +1669,9 @@ static PyMethodDef Connection_methods[] = {
      "application bytes or `records` records under one sending key, or at the first\n"
      "write `seconds` after the key last changed, the core sends a KeyUpdate\n"
      "(request_peer: asking the peer to update too); a write is split so no record\n"
-     "crosses a threshold. None disables a threshold. aead_limit keeps the RFC 8446\n"
+     "crosses a threshold. None leaves a threshold out (no limit); one given must be\n"
+     "positive (0 is a ValueError), counts whole (an int, or a float such as 1e9).\n"
+     "aead_limit keeps the RFC 8446\n"
      "5.5 limits on AES-GCM/CCM. On TLS 1.2 thresholds raise StateError unless\n"
      "use_renegotiation=True (the core then renegotiates). Replaces the policy\n"
      "inherited from the context."},
