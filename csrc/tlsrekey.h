@@ -155,6 +155,16 @@ trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
 trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
                                    int is_pem, trk_error *err);
 
+/*
+ * Whether connections made from the context can work, once every option is set:
+ * a server holds a certificate and its private key, and a context holding a key
+ * holds the certificate it goes with. Without them every handshake fails later,
+ * far from the cause ("no shared cipher" on a server without a certificate). The
+ * shims call it last when they build a context from options. TRK_ARG otherwise;
+ * *option (option may be NULL) is set to the option at fault, "cert" or "key".
+ */
+trk_status trk_ctx_check(const trk_ctx *ctx, const char **option, trk_error *err);
+
 /* Trust anchors: a CA file (path or in-memory PEM per `is_pem`; `data` may be NULL)
  * and/or a CA directory (`capath`, may be NULL). */
 trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,

@@ -1152,7 +1152,7 @@ Connection_set_mtu(ConnectionObject *self, PyObject *arg)
     if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     st = trk_conn_set_mtu(self->conn, mtu, &err);
-    if (conn_finish(self, entered, st, &err, "mtu") < 0)
+    if (conn_finish(self, entered, st, &err, NULL) < 0) /* the core names set_mtu */
         return NULL;
     Py_RETURN_NONE;
 }

@@ -225,6 +225,20 @@ Context__use_private_key(ContextObject *self, PyObject *arg)
     return set_source(self, arg, trk_ctx_use_private_key, "key");
 }
 
+/* Last, once every option is set: a context whose handshakes could only fail (a
+ * server without its certificate or key) is refused where it is made. */
+static PyObject *
+Context__check(ContextObject *self, PyObject *unused)
+{
+    const char *option = NULL;
+    trk_error err;
+    trk_status st;
+
+    SHIM_UNUSED(unused);
+    st = trk_ctx_check(self->ctx, &option, &err);
+    return done(st, &err, option);
+}
+
 static PyObject *
 Context__load_verify(ContextObject *self, PyObject *args)
 {
@@ -629,6 +643,9 @@ static PyMethodDef Context_methods[] = {
      "Use a certificate (chain): a path, or PEM bytes."},
     {"_use_private_key", (PyCFunction)Context__use_private_key, METH_O,
      "Use the private key matching the certificate: a path, or PEM bytes."},
+    {"_check", (PyCFunction)Context__check, METH_NOARGS,
+     "Refuse a context whose connections could not work (a server without its\n"
+     "certificate and key)."},
     {"_load_verify", (PyCFunction)Context__load_verify, METH_VARARGS,
      "_load_verify(cafile=None, capath=None): add trust anchors."},
     {"_load_default_verify", (PyCFunction)Context__load_default_verify, METH_NOARGS,

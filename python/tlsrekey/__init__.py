@@ -108,10 +108,9 @@ class Context(_tlsrekey.Context):
             self._set_dtls_initial_timeout(dtls_initial_timeout)
         if cert is not None:
             self._use_certificate(cert)
+        if key is not None or cert is not None:
             # key=None: the key is in the same file or PEM as the certificate.
             self._use_private_key(cert if key is None else key)
-        elif key is not None:
-            raise ValueError("key: given without cert")
         if ciphers is not None:
             self._set_ciphers(ciphers)
         if ciphersuites is not None:
@@ -176,6 +175,7 @@ class Context(_tlsrekey.Context):
             ctx._load_default_verify()
         ctx._set_verify(_VERIFY_REQUIRED if verify else _VERIFY_NONE)
         ctx._set_check_hostname(bool(verify and check_hostname))
+        ctx._check()
         return ctx
 
     @classmethod
@@ -231,6 +231,7 @@ class Context(_tlsrekey.Context):
             ctx._set_num_tickets(num_tickets)
         ctx._set_session_cache(session_cache)
         ctx._set_session_tickets(session_tickets)
+        ctx._check()
         return ctx
 
 

@@ -82,6 +82,31 @@ describe("contexts", function()
     assert.truthy(msg:find("'key'", 1, true), msg)
   end)
 
+  it("a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option", function()
+    local cert, key = tlsrekey.make_test_cert()
+    -- a server without its certificate's key, or without any: refused here, not at
+    -- every handshake later as "no shared cipher"
+    local msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "server", cert = cert })
+    assert.truthy(msg:find("option 'key'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "server" })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "server", protocol = "dtls", key = key })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    -- a client key without its certificate, a client certificate without its key
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "client", cafile = cert, key = key })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "client", cafile = cert, cert = cert })
+    assert.truthy(msg:find("option 'key'", 1, true), msg)
+    -- the key may come in the certificate's own PEM, as in Python
+    local sctx = tlsrekey.context { mode = "server", cert = cert .. key }
+    local c, s = core.pair(tlsrekey.context { mode = "client", cafile = cert }, sctx,
+                           "localhost")
+    assert.equal("x", H.exchange(c, s, "x"))
+  end)
+
   it("client_verifies_against_the_system_store_by_default", function()
     local sctx = server_ctx()
     local cctx = tlsrekey.context { mode = "client" }

@@ -128,12 +128,13 @@ end
 
 describe("DTLS contexts", function()
   after_each(H.cleanup)
+  local CERT, KEY = tlsrekey.make_test_cert("localhost")
 
   it("protocol_option_makes_a_dtls_context", function()
-    local ctx = tlsrekey.context { mode = "server", protocol = "dtls" }
+    local ctx = tlsrekey.context { mode = "server", protocol = "dtls", cert = CERT, key = KEY }
     assert.equal("dtls", ctx:protocol())
     assert.truthy(tostring(ctx):find("dtls", 1, true))
-    assert.equal("tls", tlsrekey.context { mode = "server" }:protocol())
+    assert.equal("tls", tlsrekey.context { mode = "server", cert = CERT, key = KEY }:protocol())
     local msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "client", protocol = "udp" })
     assert.truthy(msg:find("'protocol'", 1, true), msg)
   end)
@@ -149,12 +150,14 @@ describe("DTLS contexts", function()
 
   it("dtls_options_apply_to_dtls_servers_only", function()
     tlsrekey.context { mode = "server", protocol = "dtls", cookie_exchange = false,
-                       dtls_initial_timeout = 0.2 }
+                       dtls_initial_timeout = 0.2, cert = CERT, key = KEY }
     H.bad_argument(1, "context", tlsrekey.context,
                    { mode = "client", protocol = "dtls", cookie_exchange = true, verify = false })
-    H.bad_argument(1, "context", tlsrekey.context, { mode = "server", cookie_exchange = true })
     H.bad_argument(1, "context", tlsrekey.context,
-                   { mode = "server", protocol = "dtls", dtls_initial_timeout = -1 })
+                   { mode = "server", cookie_exchange = true, cert = CERT, key = KEY })
+    H.bad_argument(1, "context", tlsrekey.context,
+                   { mode = "server", protocol = "dtls", dtls_initial_timeout = -1, cert = CERT,
+                     key = KEY })
     H.bad_argument(1, "pair", tlsrekey.pair, { dtls = "yes" })
   end)
 end)

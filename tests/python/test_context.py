@@ -77,6 +77,26 @@ def test_server_needs_a_certificate():
         tlsrekey.Context.server()
 
 
+def test_a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option(
+        test_cert):
+    """A server needs its certificate's key, and a key needs its certificate: refused
+    where the context is made, naming the option, not later as "no shared cipher"."""
+    cert, key = test_cert
+    with pytest.raises(ValueError, match=r"^key: "):
+        tlsrekey.Context.server(cert)                       # no key in cert's PEM
+    with pytest.raises(ValueError, match=r"^cert: "):
+        tlsrekey.Context.server(b"garbage", key)
+    with pytest.raises(ValueError, match=r"\(cert\)"):
+        tlsrekey.Context.client(cert, key=key)              # a client key, no cert
+    with pytest.raises(ValueError, match=r"^key: "):
+        tlsrekey.Context.client(cert, cert=cert)            # a client cert, no key
+    # the key may come in the certificate's own PEM
+    client, server = tlsrekey.pair(client_ctx=tlsrekey.Context.client(cert),
+                                   server_ctx=tlsrekey.Context.server(cert + key))
+    client.write(b"x")
+    assert server.read() == b"x"
+
+
 def test_bare_context_takes_a_role():
     assert tlsrekey.Context("server").role == "server"
     with pytest.raises(ValueError, match="role"):
