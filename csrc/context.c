@@ -350,16 +350,13 @@ trk_status trk_ctx_check(const trk_ctx *ctx, const char **option, trk_error *err
     if (!has_cert && (ctx->role == TRK_SERVER || has_key)) {
         at_fault = "cert";
         st = has_key ? trk__fail(err, TRK_ARG, "no certificate",
-                                 "a private key was given without its certificate "
-                                 "(cert)")
+                                 "a private key was given without its certificate")
                      : trk__fail(err, TRK_ARG, "no certificate",
-                                 "a server needs a certificate (cert) and its private "
-                                 "key (key)");
+                                 "a server needs a certificate and its private key");
     } else if (has_cert && !has_key) {
         at_fault = "key";
         st = trk__fail(err, TRK_ARG, "no private key",
-                       "the certificate has no private key: give key (or a cert that "
-                       "holds it)");
+                       "the certificate was given without its private key");
     }
     if (option != NULL)
         *option = at_fault;

@@ -161,7 +161,9 @@ trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
  * holds the certificate it goes with. Without them every handshake fails later,
  * far from the cause ("no shared cipher" on a server without a certificate). The
  * shims call it last when they build a context from options. TRK_ARG otherwise;
- * *option (option may be NULL) is set to the option at fault, "cert" or "key".
+ * *option (option may be NULL) is set to the option at fault, "cert" or "key",
+ * which the shims name with the sentence (it does not name it itself, so that a
+ * shim can give the option its own name: pair()'s client_cert).
  */
 trk_status trk_ctx_check(const trk_ctx *ctx, const char **option, trk_error *err);
 

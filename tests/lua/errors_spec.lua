@@ -47,7 +47,9 @@ describe("errors", function()
     local _, sctx = tlsrekey.pair_contexts()
     local other_ca = tlsrekey.make_test_cert("localhost") -- not the server's
     local cctx = tlsrekey.context { mode = "client", cafile = other_ca }
-    local err = H.raises("verify", function() core.pair(cctx, sctx, "localhost") end)
+    local err = H.raises("verify", function()
+      core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
+    end)
     assert.is_true(err.verify_code > 0)
     assert.equal("certificate verify failed", err.reason)
     assert.equal("string", type(err.library))
@@ -74,7 +76,9 @@ describe("errors", function()
 
   it("hostname_mismatch_is_a_verify_error", function()
     local cctx, sctx = tlsrekey.pair_contexts()
-    local err = H.raises("verify", function() core.pair(cctx, sctx, "example.org") end)
+    local err = H.raises("verify", function()
+      core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "example.org" }
+    end)
     assert.is_true(err.verify_code > 0)
     assert.truthy(err.message:find("example.org", 1, true) or err.message:find("host", 1, true),
                   err.message)
@@ -243,9 +247,17 @@ describe("bad arguments", function()
     H.bad_argument(1, "pair", tlsrekey.pair, "x")
     H.bad_argument(1, "pair", tlsrekey.pair, { modee = "x" })
     local cctx, sctx = tlsrekey.pair_contexts()
-    H.bad_argument(1, "pair", function() core.pair(nil, sctx) end)
-    H.bad_argument(2, "pair", function() core.pair(cctx, "x") end)
-    H.bad_argument(3, "pair", function() core.pair(cctx, sctx, {}) end)
+    H.bad_argument(1, "pair", function() core.pair(cctx, sctx) end)
+    local msg = H.bad_argument(1, "pair", function() core.pair { server_ctx = sctx } end)
+    assert.truthy(msg:find("'client_ctx'", 1, true), msg)
+    msg = H.bad_argument(1, "pair", function()
+      core.pair { client_ctx = cctx, server_ctx = "x" }
+    end)
+    assert.truthy(msg:find("'server_ctx'", 1, true), msg)
+    msg = H.bad_argument(1, "pair", function()
+      core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = {} }
+    end)
+    assert.truthy(msg:find("'server_hostname'", 1, true), msg)
   end)
 
   it("context_methods_check_their_arguments", function()

@@ -86,7 +86,7 @@ def test_a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option
         tlsrekey.Context.server(cert)                       # no key in cert's PEM
     with pytest.raises(ValueError, match=r"^cert: "):
         tlsrekey.Context.server(b"garbage", key)
-    with pytest.raises(ValueError, match=r"\(cert\)"):
+    with pytest.raises(ValueError, match=r"^cert: "):
         tlsrekey.Context.client(cert, key=key)              # a client key, no cert
     with pytest.raises(ValueError, match=r"^key: "):
         tlsrekey.Context.client(cert, cert=cert)            # a client cert, no key
@@ -266,6 +266,30 @@ def test_pair_with_contexts_rejects_bad_input(test_cert):
         tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, groups="P-256")
     with pytest.raises(TypeError, match="cert"):
         tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, cert=test_cert[0])
+    # a TLS context with a DTLS one: the refusal names the two arguments
+    with pytest.raises(ValueError) as info:
+        tlsrekey.pair(client_ctx=client_ctx,
+                      server_ctx=tlsrekey.Context.server(*test_cert, dtls=True))
+    assert "client_ctx" in str(info.value) and "server_ctx" in str(info.value)
+
+
+BAD_PEM = b"-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("option", ["cert", "cafile", "client_cert", "client_key"])
+def test_pair_errors_name_the_pairs_own_option(test_cert, option):
+    """pair() spreads its options over two contexts (cert also becomes the client's
+    cafile, client_cert the server's): an error names the option the caller wrote."""
+    cert, key = test_cert
+    given = {"cert": {"cert": BAD_PEM, "key": key},
+             "cafile": {"cafile": BAD_PEM},
+             "client_cert": {"client_cert": BAD_PEM, "client_key": key},
+             "client_key": {"client_cert": cert, "client_key": BAD_PEM}}[option]
+    with pytest.raises(ValueError, match=f"^{option}: "):
+        tlsrekey.pair(**given)
+    if option == "client_key":       # a key alone: its certificate is what is missing
+        with pytest.raises(ValueError, match="^client_cert: "):
+            tlsrekey.pair(client_key=key)
 
 
 # -- ALPN -----------------------------------------------------------------------
