@@ -677,6 +677,16 @@ size_t trk_conn_pending(const trk_conn *conn)
     return n > 0 ? n : (size_t)record_waiting(conn);
 }
 
+size_t trk_conn_read_size(const trk_conn *conn, size_t cap)
+{
+    if (cap <= TRK_READ_CHUNK)
+        return cap;
+    size_t n = trk_conn_pending(conn);
+    if (n < TRK_READ_CHUNK)
+        n = TRK_READ_CHUNK;
+    return n < cap ? n : cap;
+}
+
 static trk_status shutdown_call(trk_conn *conn, int *complete, trk_error *err)
 {
     *complete = 0;

@@ -451,6 +451,15 @@ trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_
  * that has arrived waits inside the connection: a caller may poll the socket. */
 size_t trk_conn_pending(const trk_conn *conn);
 
+/* The size of buffer worth setting aside for a trk_conn_read of up to `cap` bytes:
+ * `cap` itself up to TRK_READ_CHUNK (a record's plaintext, the most one read takes
+ * from the transport), else the larger of TRK_READ_CHUNK and what has already
+ * arrived (trk_conn_pending), at most `cap`. A shim whose read(n) makes its own
+ * buffer sizes it with this when n > TRK_READ_CHUNK, so that read(1 << 40) sets
+ * aside what can arrive rather than what was asked, and smaller reads pay nothing. */
+#define TRK_READ_CHUNK 16384
+size_t trk_conn_read_size(const trk_conn *conn, size_t cap);
+
 /* Sends close_notify (once). *complete is set to 1 when the peer's close_notify has
  * also been received, else 0; a later call tries to receive it (blocking transports
  * wait up to the timeout; others may return WANT_READ). */

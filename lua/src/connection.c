@@ -295,8 +295,12 @@ static int conn_read(lua_State *L)
     int scratch;
     char *p;
 
-    luaL_argcheck(L, cap > 0 && (lua_Unsigned)cap <= (size_t)-1 / 2, 2,
-                  "size must be positive");
+    luaL_argcheck(L, cap > 0, 2, "size must be positive");
+    /* what can arrive, not what was asked: read(1 << 40) must not set aside 1 TiB */
+    if (cap > TRK_READ_CHUNK)
+        cap = (lua_Integer)trk_conn_read_size(c->conn, (lua_Unsigned)cap > (size_t)-1 / 2
+                                                           ? (size_t)-1 / 2
+                                                           : (size_t)cap);
     lua_settop(L, 1);
     /* The buffer first: its allocation may raise, and must not leave the
      * connection (and its pair peer) marked busy for good. */

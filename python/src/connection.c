@@ -690,16 +690,30 @@ write_io(ConnectionObject *self, const char *buf, size_t len, size_t *written,
 /* conn_enter, then read_io; again after a signal made the read leave its wait
  * without the connection (wait_hook) and Python's handlers raised nothing (the
  * read had taken nothing). Returns ENTER_FAILED with an exception set, or how the
- * connection was entered, with the read's status in *st. */
+ * connection was entered, with the read's status in *st. With `sized` (*sized NULL)
+ * the bytes object read into is made here, once the connection is held, of
+ * trk_conn_read_size(cap): what can arrive, not the `cap` asked. */
 static int
 read_entered(ConnectionObject *self, void *buf, size_t cap, size_t *got, trk_error *err,
-             trk_status *st)
+             trk_status *st, PyObject **sized)
 {
     int entered;
 
     for (;;) {
         if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
             return ENTER_FAILED;
+        if (sized != NULL && *sized == NULL) {
+            cap = trk_conn_read_size(self->conn, cap);
+            *sized = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+            if (*sized == NULL) {
+                conn_leave(self, entered);
+                return ENTER_FAILED;
+            }
+        }
+        if (sized != NULL) {
+            buf = PyBytes_AS_STRING(*sized);
+            cap = (size_t)PyBytes_GET_SIZE(*sized);
+        }
         read_abandoned = 0;
         *st = read_io(self, buf, cap, got, err);
         if (!read_abandoned)
@@ -745,12 +759,19 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     if (cap <= 0)
         return PyErr_Format(PyExc_ValueError, "n must be positive, not %zd", cap);
-    buf = PyBytes_FromStringAndSize(NULL, cap);
-    if (buf == NULL)
-        return NULL;
-    entered = read_entered(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err, &st);
+    if (cap <= TRK_READ_CHUNK) {
+        buf = PyBytes_FromStringAndSize(NULL, cap);
+        if (buf == NULL)
+            return NULL;
+        entered = read_entered(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err, &st,
+                               NULL);
+    } else {
+        /* read(1 << 40) sets aside what can arrive, not 1 TiB */
+        buf = NULL;
+        entered = read_entered(self, NULL, (size_t)cap, &got, &err, &st, &buf);
+    }
     if (entered == ENTER_FAILED) {
-        Py_DECREF(buf);
+        Py_XDECREF(buf);
         return NULL;
     }
     if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
@@ -761,7 +782,8 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
         Py_DECREF(buf);
         return NULL;
     }
-    if ((Py_ssize_t)got != cap && _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
+    if ((Py_ssize_t)got != PyBytes_GET_SIZE(buf) &&
+        _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
         return NULL;
     return buf;
 }
@@ -836,7 +858,7 @@ Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, "read_into needs room for at least one byte");
         goto fail;
     }
-    if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st)) ==
+    if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st, NULL)) ==
         ENTER_FAILED)
         goto fail;
     if (st == TRK_CLOSED) {
@@ -1566,7 +1588,8 @@ static PyMethodDef Connection_methods[] = {
      "connection cleanly (close_notify). Completes the handshake first. Data that\n"
      "has already arrived is returned even when a KeyUpdate or a session ticket\n"
      "came first; a read may also send (a key update reply, renegotiation\n"
-     "messages)."},
+     "messages). A large n costs nothing: the buffer is the size of what can\n"
+     "arrive (a record, or the data already waiting), not of n."},
     {"read_into", SHIM_METH(Connection_read_into), METH_FASTCALL | METH_KEYWORDS,
      "read_into(buffer, nbytes=None) -> int\n\n"
      "Read up to nbytes (default: len(buffer)) into a writable buffer; returns the\n"

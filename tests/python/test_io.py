@@ -6,8 +6,10 @@ import random
 import select
 import signal
 import socket
+import sys
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -470,6 +472,34 @@ def test_read_size_must_be_positive(make_link):
         link.client.read(0)
     with pytest.raises(ValueError):
         link.client.read(-5)
+
+
+def test_a_large_read_size_sets_aside_what_can_arrive_not_what_was_asked(make_link):
+    """read(n) returns up to n bytes: a huge n gets what has arrived, and the buffer
+    it makes is as large as what can arrive (a record, or data already here), not n.
+    read(1 << 40) was a bare MemoryError, read(1 << 30) took a GiB at each call."""
+    link = make_link()
+    client, server = link.client, link.server
+    server.write(b"hello")
+    assert client.read(1 << 40) == b"hello"
+    data = os.urandom(300_000)
+
+    def read_all():
+        got = b""
+        while len(got) < len(data):
+            got += client.read(sys.maxsize)
+        return got
+
+    assert link.both(lambda: server.write(data), read_all)[1] == data
+    server.write(b"x")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        assert client.read(1 << 30) == b"x"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_pending_counts_decrypted_bytes(make_link):
