@@ -9,6 +9,7 @@
  *   everything else returns its value or raises (errors.c); would-block included.
  * close, __close and __gc are one function.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "shim.h"
@@ -819,9 +820,12 @@ static int conn_set_mtu(lua_State *L)
     trk_error err;
     trk_status st;
 
-    luaL_argcheck(L, mtu > 0 && mtu <= 65535, 2, "mtu must be from 1 to 65535");
     c = check_idle(L);
-    st = trk_conn_set_mtu(c->conn, (long)mtu, &err);
+    /* The core alone says which MTUs are valid (one range in every message); a
+     * value past a long is past that range too. */
+    st = trk_conn_set_mtu(c->conn, mtu > LONG_MAX ? LONG_MAX : mtu < LONG_MIN ? LONG_MIN
+                                                                               : (long)mtu,
+                          &err);
     if (st != TRK_OK)
         return ltrk_raise(L, st, &err, 2);
     lua_pushboolean(L, 1);

@@ -392,11 +392,19 @@ describe("DTLS memory transport", function()
 
   it("dtls_mtu_fragments_the_handshake", function()
     local c, s = memory_ends()
-    for _, mtu in ipairs { 0, 100 } do -- 100: below OpenSSL's minimum (256)
+    local ranges = {}
+    for _, mtu in ipairs { 0, 100, 70000 } do -- 100: below OpenSSL's minimum (256)
       local ok, msg = pcall(c.set_mtu, c, mtu)
       assert.is_false(ok)
       assert.truthy(msg:find("bad argument #2", 1, true), msg)
+      -- every refusal states the one valid range, which holds none of them
+      local lo, hi = msg:match("(%d+) to (%d+)")
+      assert.truthy(lo, msg)
+      assert.is_true(tonumber(lo) > 100 and tonumber(hi) < 70000, msg)
+      ranges[#ranges + 1] = lo .. "-" .. hi
     end
+    assert.equal(ranges[1], ranges[2])
+    assert.equal(ranges[1], ranges[3])
     c:set_mtu(400)
     s:set_mtu(400)
     local biggest = 0
