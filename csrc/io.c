@@ -196,9 +196,10 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err)
 {
     *n = 0;
-    if (cap == 0 || buf == NULL)
-        return trk__fail(err, TRK_ARG, "invalid size",
-                         "read: the buffer size must be positive");
+    if (cap == 0) /* as read(2), io and socket: nothing asked, nothing done */
+        return trk__usable(conn, "read", err);
+    if (buf == NULL)
+        return trk__fail(err, TRK_ARG, "invalid buffer", "read: no buffer");
     if (conn != NULL && conn->ssl != NULL && (*n = take_stash(conn, buf, cap)) > 0) {
         trk__err_clear();
         conn->stats.bytes_read += *n;

@@ -413,9 +413,11 @@ size_t trk_conn_dtls_data_mtu(const trk_conn *conn);
  * reply owed to a peer's key update request: a zero-length write does. */
 trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err);
 
-/* Reads up to cap (> 0) bytes into buf. TRK_OK with *n > 0, or TRK_CLOSED once the
+/* Reads up to cap bytes into buf. TRK_OK with *n > 0, or TRK_CLOSED once the
  * peer's close_notify arrived. Application data that already arrived is returned even
- * when a KeyUpdate or a session ticket came first. Completes the handshake first. */
+ * when a KeyUpdate or a session ticket came first. Completes the handshake first.
+ * cap 0 (buf may then be NULL) reads nothing and does nothing, as read(2) does:
+ * TRK_OK with *n = 0, unless the connection is closed or failed. */
 trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err);
 

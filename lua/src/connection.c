@@ -296,7 +296,7 @@ static int conn_read(lua_State *L)
     int scratch;
     char *p;
 
-    luaL_argcheck(L, cap > 0, 2, "size must be positive");
+    luaL_argcheck(L, cap >= 0, 2, "size must not be negative"); /* 0: "", as receive(0) */
     /* what can arrive, not what was asked: read(1 << 40) must not set aside 1 TiB */
     if (cap > TRK_READ_CHUNK)
         cap = (lua_Integer)trk_conn_read_size(c->conn, (lua_Unsigned)cap > (size_t)-1 / 2
@@ -338,7 +338,7 @@ static int conn_read_into(lua_State *L)
 
     if (p == NULL)
         return luaL_typeerror(L, 2, LTRK_BUFFER_MT);
-    cap = opt_length(L, 3, size, 1);
+    cap = opt_length(L, 3, size, 0); /* 0: reads nothing, returns 0 */
     lua_settop(L, 2);
     ltrk_call_enter(L, c);
     st = trk_conn_read(c->conn, p, cap, &n, &err);

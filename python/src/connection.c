@@ -757,9 +757,9 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:read", kwlist, &cap))
         return NULL;
-    if (cap <= 0)
-        return PyErr_Format(PyExc_ValueError, "n must be positive, not %zd", cap);
-    if (cap <= TRK_READ_CHUNK) {
+    if (cap < 0)
+        return PyErr_Format(PyExc_ValueError, "n must not be negative, not %zd", cap);
+    if (cap <= TRK_READ_CHUNK) {            /* 0 too: b"", as io and ssl give */
         buf = PyBytes_FromStringAndSize(NULL, cap);
         if (buf == NULL)
             return NULL;
@@ -854,8 +854,8 @@ Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t n
             goto fail;
         }
     }
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "read_into needs room for at least one byte");
+    if (cap < 0) {
+        PyErr_Format(PyExc_ValueError, "nbytes must not be negative, not %zd", cap);
         goto fail;
     }
     if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st, NULL)) ==
@@ -1589,11 +1589,13 @@ static PyMethodDef Connection_methods[] = {
      "has already arrived is returned even when a KeyUpdate or a session ticket\n"
      "came first; a read may also send (a key update reply, renegotiation\n"
      "messages). A large n costs nothing: the buffer is the size of what can\n"
-     "arrive (a record, or the data already waiting), not of n."},
+     "arrive (a record, or the data already waiting), not of n. read(0) is b\"\"\n"
+     "at once."},
     {"read_into", SHIM_METH(Connection_read_into), METH_FASTCALL | METH_KEYWORDS,
      "read_into(buffer, nbytes=None) -> int\n\n"
      "Read up to nbytes (default: len(buffer)) into a writable buffer; returns the\n"
-     "count, 0 once the peer has closed the connection cleanly."},
+     "count, 0 once the peer has closed the connection cleanly. An empty buffer\n"
+     "or nbytes=0 reads nothing and returns 0 at once."},
     {"write", (PyCFunction)Connection_write, METH_O,
      "write(data) -> int\n\n"
      "Write all of data (any bytes-like object); returns len(data). write(b\"\")\n"

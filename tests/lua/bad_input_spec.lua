@@ -157,7 +157,6 @@ local ROWS = {
   { "memory-needs-hostname", function() client_ctx():memory() end, arg(1, "memory") },
 
   -- I/O arguments
-  { "read-zero", function() local c = pair(); c:read(0) end, arg(1, "read") },
   { "read-negative", function() local c = pair(); c:read(-1) end, arg(1, "read") },
   { "read-string", function() local c = pair(); c:read("x") end, arg(1, "read") },
   { "read-float", function() local c = pair(); c:read(1.5) end, arg(1, "read") },
@@ -180,8 +179,6 @@ local ROWS = {
     arg(1, "read_into") },
   { "read_into-connection", function() local c = pair(); c:read_into(c) end,
     arg(1, "read_into") },
-  { "read_into-zero", function() local c = pair(); c:read_into(tlsrekey.buffer(4), 0) end,
-    arg(2, "read_into") },
   { "read_into-negative", function() local c = pair(); c:read_into(tlsrekey.buffer(4), -1) end,
     arg(2, "read_into") },
   { "read_into-too-big", function() local c = pair(); c:read_into(tlsrekey.buffer(4), 5) end,

@@ -61,6 +61,31 @@ describe("I/O", function()
       assert.is_true(peak - before < 1024, ("%.0f KiB set aside"):format(peak - before))
     end)
 
+    -- read(0) is "" and read_into(buf, 0) 0, as LuaSocket's receive(0) and Python's
+    -- read(0): nothing asked, nothing taken, nothing waited for.
+    it("a_read_of_nothing_returns_nothing_at_once over " .. T.name, function()
+      local c, s = T.new()
+      assert.equal("", c:read(0))
+      assert.equal(0, c:read_into(tlsrekey.buffer(8), 0))
+      assert.equal(4, s:write("kept"))
+      assert.equal("", c:read(0))
+      local got
+      local deadline = socket.gettime() + 10
+      while not got do
+        got = c:read()
+        assert.is_true(socket.gettime() < deadline)
+        if not got then socket.sleep(0.0002) end
+      end
+      assert.equal("kept", got) -- what arrived stays for the next read
+      local fresh = tlsrekey.context { mode = "client", verify = false }:memory()
+      assert.equal("", fresh:read(0)) -- no handshake started either
+      assert.equal("", fresh:drain())
+      H.bad_argument(1, "read", function() c:read(-1) end)
+      H.bad_argument(2, "read_into", function() c:read_into(tlsrekey.buffer(8), -1) end)
+      c:close()
+      H.raises("state", function() c:read(0) end) -- a closed connection still says so
+    end)
+
     it("read_into_buffers over " .. T.name, function()
       local c, s = T.new()
       assert.equal(10, s:write("0123456789"))

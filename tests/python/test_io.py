@@ -460,18 +460,34 @@ def test_read_into_buffers(make_link):
     assert link.client.read_into(arr) == 3 and arr.tobytes()[:3] == b"789"
     with pytest.raises(ValueError):
         link.client.read_into(bytearray(2), 5)
-    with pytest.raises(ValueError):
-        link.client.read_into(bytearray(0))
     with pytest.raises(TypeError):
         link.client.read_into(b"immutable")
 
 
-def test_read_size_must_be_positive(make_link):
+def test_a_read_of_nothing_returns_nothing_at_once(make_link, test_cert):
+    """read(0) is b"" and read_into(<empty>) 0, as io, socket and ssl give: nothing
+    asked, nothing taken, nothing waited for (a blocking socket with no data)."""
     link = make_link()
+    client = link.client
+    assert client.read(0) == b""
+    assert client.read_into(bytearray()) == 0
+    assert client.read_into(bytearray(8), 0) == 0
+    link.server.write(b"kept")
+    assert client.read(0) == b"" and client.read_into(memoryview(bytearray(4))[:0]) == 0
+    got = b""
+    while len(got) < 4:
+        got += client.read()
+    assert got == b"kept"                     # what arrived stays for the next read
+    fresh = tlsrekey.Context.client(test_cert[0]).memory("localhost")
+    assert fresh.read(0) == b""               # no handshake started either
+    assert fresh.drain() == b""
     with pytest.raises(ValueError):
-        link.client.read(0)
+        client.read(-5)
     with pytest.raises(ValueError):
-        link.client.read(-5)
+        client.read_into(bytearray(8), -1)
+    client.close()
+    with pytest.raises(tlsrekey.StateError):  # a closed connection still says so
+        client.read(0)
 
 
 def test_a_large_read_size_sets_aside_what_can_arrive_not_what_was_asked(make_link):
