@@ -1598,7 +1598,8 @@ static PyMethodDef Connection_methods[] = {
      "or nbytes=0 reads nothing and returns 0 at once."},
     {"write", (PyCFunction)Connection_write, METH_O,
      "write(data) -> int\n\n"
-     "Write all of data (any bytes-like object); returns len(data). write(b\"\")\n"
+     "Write all of data (any bytes-like object); returns the number of bytes\n"
+     "written, memoryview(data).nbytes (len(data) for bytes). write(b\"\")\n"
      "really calls OpenSSL: it sends whatever protocol message is owed, such as\n"
      "the reply to a peer's key update request. Non-blocking and memory\n"
      "transports: after WantWriteError/WantReadError call again with the same\n"

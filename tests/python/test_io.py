@@ -533,10 +533,16 @@ def test_write_takes_any_buffer(make_link):
     assert link.client.write(bytearray(b"ba")) == 2
     assert link.client.write(memoryview(b"xmvx")[1:3]) == 2
     assert link.client.write(array.array("B", [65, 66])) == 2
+    # the count is of bytes, as socket.send() and ssl's write() give: for items
+    # wider than a byte it is not len(data)
+    wide = array.array("i", [1, 2, 3])
+    assert link.client.write(wide) == memoryview(wide).nbytes == 3 * wide.itemsize
+    assert link.client.write(memoryview(wide).cast("B")[4:]) == 2 * wide.itemsize
+    want = b"bamvAB" + wide.tobytes() + wide.tobytes()[4:]
     got = b""
-    while len(got) < 6:
+    while len(got) < len(want):
         got += link.server.read()
-    assert got == b"bamvAB"
+    assert got == want
     with pytest.raises(TypeError):
         link.client.write("text")
 
