@@ -143,6 +143,8 @@ Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void
 Context_dealloc(ContextObject *self)
 {
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
     /* Connections hold their own trk_ctx reference: order does not matter. */
     trk_ctx_free(self->ctx);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -697,6 +699,7 @@ PyTypeObject Context_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tlsrekey._tlsrekey.Context",
     .tp_basicsize = sizeof(ContextObject),
+    .tp_weaklistoffset = offsetof(ContextObject, weakreflist),
     .tp_dealloc = (destructor)Context_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Context(role, *, dtls=False)\n\n"

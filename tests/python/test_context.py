@@ -1,10 +1,12 @@
 """Contexts: safe defaults, certificate material from files and memory, versions,
 ciphers, ALPN, client certificates, the key log, connect()."""
 import errno
+import gc
 import os
 import pathlib
 import socket
 import stat
+import weakref
 
 import pytest
 
@@ -95,6 +97,26 @@ def test_a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option
                                    server_ctx=tlsrekey.Context.server(cert + key))
     client.write(b"x")
     assert server.read() == b"x"
+
+
+def test_a_context_can_be_weakly_referenced(test_cert):
+    """A cache of contexts keyed weakly (as people keep ssl.SSLContext objects) works:
+    the reference lives as long as the context, which its connections keep alive."""
+    ctx = tlsrekey.Context.server(*test_cert)
+    ref = weakref.ref(ctx)
+    cache = weakref.WeakValueDictionary(server=ctx)
+    assert ref() is ctx and cache["server"] is ctx
+    client, server = tlsrekey.pair(client_ctx=tlsrekey.Context.client(test_cert[0]),
+                                   server_ctx=ctx)
+    del ctx
+    gc.collect()
+    assert ref() is not None                 # the server connection keeps it
+    server.close()
+    del client, server
+    gc.collect()
+    assert ref() is None and "server" not in cache
+    bare = tlsrekey._tlsrekey.Context("client")   # the C type alone, too
+    assert weakref.ref(bare)() is bare
 
 
 def test_bare_context_takes_a_role():
