@@ -594,7 +594,9 @@ trk_status trk_pair_new(trk_ctx *client_ctx, trk_ctx *server_ctx,
                          "a pair needs a client context and a server context");
     if (client_ctx->dtls != server_ctx->dtls)
         return trk__fail(err, TRK_ARG, "invalid contexts",
-                         "a pair needs two TLS contexts or two DTLS contexts");
+                         "client_ctx is a %s context and server_ctx a %s one: a pair "
+                         "needs two TLS contexts or two DTLS contexts",
+                         client_ctx->dtls ? "DTLS" : "TLS", server_ctx->dtls ? "DTLS" : "TLS");
     trk_conn *c, *s;
     trk_status st = conn_new(client_ctx, server_hostname, &c, err);
     if (st != TRK_OK)

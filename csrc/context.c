@@ -284,6 +284,21 @@ trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
     return TRK_OK;
 }
 
+/* Whether the PEM text holds a "-----BEGIN ...<label>" line ("PRIVATE KEY-----"
+ * matches RSA, EC, encrypted and PKCS#8 keys alike). */
+static int has_pem_label(const char *data, size_t len, const char *label)
+{
+    size_t llen = strlen(label);
+    for (size_t i = 0; i + 10 + llen <= len; i++) {
+        if (memcmp(data + i, "-----BEGIN", 10) != 0)
+            continue;
+        for (size_t j = i + 10; j + llen <= len && data[j] != '\n'; j++)
+            if (memcmp(data + j, label, llen) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
                                    int is_pem, trk_error *err)
 {
@@ -300,6 +315,14 @@ trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
             return trk__fail_openssl(err, TRK_NOMEM, NULL, "cannot read the key");
         EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
         BIO_free(bio);
+        if (pkey == NULL && !has_pem_label(data, len, "PRIVATE KEY-----")) {
+            /* A certificate alone, most likely (the shims look for the key in the
+             * certificate's PEM when none is given): OpenSSL's "unsupported" or
+             * "no start line" would not say so. */
+            trk__err_clear();
+            return trk__fail(err, TRK_ARG, "no private key",
+                             "the PEM given holds no private key");
+        }
         if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx->ssl_ctx, pkey) != 1) {
             EVP_PKEY_free(pkey);
             return trk__fail_openssl(err, TRK_ARG, NULL,
@@ -313,6 +336,31 @@ trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
                                  "the private key does not match the certificate");
     trk__err_clear();
     return TRK_OK;
+}
+
+trk_status trk_ctx_check(const trk_ctx *ctx, const char **option, trk_error *err)
+{
+    const char *at_fault = NULL;
+    trk_status st = TRK_OK;
+    trk__err_clear();
+    if (ctx == NULL)
+        return trk__fail(err, TRK_ARG, "no context", "a context is required");
+    int has_cert = SSL_CTX_get0_certificate(ctx->ssl_ctx) != NULL;
+    int has_key = SSL_CTX_get0_privatekey(ctx->ssl_ctx) != NULL;
+    if (!has_cert && (ctx->role == TRK_SERVER || has_key)) {
+        at_fault = "cert";
+        st = has_key ? trk__fail(err, TRK_ARG, "no certificate",
+                                 "a private key was given without its certificate")
+                     : trk__fail(err, TRK_ARG, "no certificate",
+                                 "a server needs a certificate and its private key");
+    } else if (has_cert && !has_key) {
+        at_fault = "key";
+        st = trk__fail(err, TRK_ARG, "no private key",
+                       "the certificate was given without its private key");
+    }
+    if (option != NULL)
+        *option = at_fault;
+    return st;
 }
 
 trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,

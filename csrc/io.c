@@ -240,9 +240,10 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err)
 {
     *n = 0;
-    if (cap == 0 || buf == NULL)
-        return trk__fail(err, TRK_ARG, "invalid size",
-                         "read: the buffer size must be positive");
+    if (cap == 0) /* as read(2), io and socket: nothing asked, nothing done */
+        return trk__usable(conn, "read", err);
+    if (buf == NULL)
+        return trk__fail(err, TRK_ARG, "invalid buffer", "read: no buffer");
     if (conn != NULL && conn->ssl != NULL && (*n = take_stash(conn, buf, cap)) > 0) {
         trk__err_clear();
         conn->stats.bytes_read += *n;
@@ -742,6 +743,16 @@ size_t trk_conn_pending(const trk_conn *conn)
     size_t n = trk__stashed(conn) + (size_t)SSL_pending(conn->ssl);
     /* a whole record read ahead and not yet decrypted: at least a byte, most likely */
     return n > 0 ? n : (size_t)record_waiting(conn);
+}
+
+size_t trk_conn_read_size(const trk_conn *conn, size_t cap)
+{
+    if (cap <= TRK_READ_CHUNK)
+        return cap;
+    size_t n = trk_conn_pending(conn);
+    if (n < TRK_READ_CHUNK)
+        n = TRK_READ_CHUNK;
+    return n < cap ? n : cap;
 }
 
 static trk_status shutdown_call(trk_conn *conn, int *complete, trk_error *err)

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -73,6 +74,96 @@ void trk_testing_set_aead_scale(uint64_t divisor)
 static int has_thresholds(const trk_rekey_policy *p)
 {
     return p->bytes > 0 || p->records > 0 || p->seconds > 0;
+}
+
+/* Where the value of a threshold goes, by its option name; NULL for another name. */
+static int threshold(trk_rekey_policy *p, const char *name, uint64_t **count,
+                     double **seconds)
+{
+    *count = NULL;
+    *seconds = NULL;
+    if (p == NULL || name == NULL)
+        return 0;
+    if (strcmp(name, "bytes") == 0)
+        *count = &p->bytes;
+    else if (strcmp(name, "records") == 0)
+        *count = &p->records;
+    else if (strcmp(name, "seconds") == 0)
+        *seconds = &p->seconds;
+    else
+        return 0;
+    return 1;
+}
+
+static trk_status unknown_threshold(const char *name, trk_error *err)
+{
+    return trk__fail(err, TRK_ARG, "unknown rekey policy option",
+                     "unknown rekey policy option '%.40s'", name ? name : "(null)");
+}
+
+/* A 0 is refused rather than read as "no limit": it is more often a size computed
+ * by mistake (an empty config value, 2**30 // 2**31) than a wish, and leaving the
+ * threshold out says "no limit" unmistakably. */
+static trk_status not_positive(const char *name, const char *shown, trk_error *err)
+{
+    return trk__fail(err, TRK_ARG, "invalid rekey threshold",
+                     "rekey policy '%s' must be positive, not %s: leave it out for no "
+                     "limit",
+                     name, shown);
+}
+
+trk_status trk_rekey_policy_set_count(trk_rekey_policy *policy, const char *name,
+                                      uint64_t value, trk_error *err)
+{
+    uint64_t *count;
+    double *seconds;
+    trk__err_clear();
+    if (!threshold(policy, name, &count, &seconds))
+        return unknown_threshold(name, err);
+    if (value == 0)
+        return not_positive(name, "0", err);
+    if (count != NULL)
+        *count = value;
+    else
+        *seconds = (double)value;
+    return TRK_OK;
+}
+
+trk_status trk_rekey_policy_set_number(trk_rekey_policy *policy, const char *name,
+                                       double value, trk_error *err)
+{
+    uint64_t *count;
+    double *seconds;
+    char shown[40];
+    trk__err_clear();
+    if (!threshold(policy, name, &count, &seconds))
+        return unknown_threshold(name, err);
+    snprintf(shown, sizeof shown, "%.17g", value);
+    if (isnan(value))
+        return trk__fail(err, TRK_ARG, "invalid rekey threshold",
+                         "rekey policy '%s' must be a number, not NaN", name);
+    if (!(value > 0))
+        return not_positive(name, shown, err);
+    if (seconds != NULL) {
+        if (isinf(value))
+            return trk__fail(err, TRK_ARG, "invalid rekey threshold",
+                             "rekey policy 'seconds' must be finite (leave it out for "
+                             "no limit)");
+        *seconds = value;
+        return TRK_OK;
+    }
+    /* 2^64 is the first double past UINT64_MAX: below it the cast is exact for
+     * any integral value */
+    if (value >= 18446744073709551616.0)
+        return trk__fail(err, TRK_ARG, "invalid rekey threshold",
+                         "rekey policy '%s' must be at most 2^64 - 1, not %s", name,
+                         shown);
+    if (value != floor(value))
+        return trk__fail(err, TRK_ARG, "invalid rekey threshold",
+                         "rekey policy '%s' counts whole %s: %s is not a whole number",
+                         name, strcmp(name, "bytes") == 0 ? "bytes" : "records", shown);
+    *count = (uint64_t)value;
+    return TRK_OK;
 }
 
 static trk_status check_policy(const trk_rekey_policy *p, trk_error *err)

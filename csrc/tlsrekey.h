@@ -156,6 +156,18 @@ trk_status trk_ctx_use_certificate(trk_ctx *ctx, const char *data, size_t len,
 trk_status trk_ctx_use_private_key(trk_ctx *ctx, const char *data, size_t len,
                                    int is_pem, trk_error *err);
 
+/*
+ * Whether connections made from the context can work, once every option is set:
+ * a server holds a certificate and its private key, and a context holding a key
+ * holds the certificate it goes with. Without them every handshake fails later,
+ * far from the cause ("no shared cipher" on a server without a certificate). The
+ * shims call it last when they build a context from options. TRK_ARG otherwise;
+ * *option (option may be NULL) is set to the option at fault, "cert" or "key",
+ * which the shims name with the sentence (it does not name it itself, so that a
+ * shim can give the option its own name: pair()'s client_cert).
+ */
+trk_status trk_ctx_check(const trk_ctx *ctx, const char **option, trk_error *err);
+
 /* Trust anchors: a CA file (path or in-memory PEM per `is_pem`; `data` may be NULL)
  * and/or a CA directory (`capath`, may be NULL). */
 trk_status trk_ctx_load_verify(trk_ctx *ctx, const char *data, size_t len, int is_pem,
@@ -422,9 +434,11 @@ size_t trk_conn_dtls_data_mtu(const trk_conn *conn);
  * reply owed to a peer's key update request: a zero-length write does. */
 trk_status trk_conn_do_handshake(trk_conn *conn, trk_error *err);
 
-/* Reads up to cap (> 0) bytes into buf. TRK_OK with *n > 0, or TRK_CLOSED once the
+/* Reads up to cap bytes into buf. TRK_OK with *n > 0, or TRK_CLOSED once the
  * peer's close_notify arrived. Application data that already arrived is returned even
- * when a KeyUpdate or a session ticket came first. Completes the handshake first. */
+ * when a KeyUpdate or a session ticket came first. Completes the handshake first.
+ * cap 0 (buf may then be NULL) reads nothing and does nothing, as read(2) does:
+ * TRK_OK with *n = 0, unless the connection is closed or failed. */
 trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err);
 
@@ -465,6 +479,15 @@ trk_status trk_conn_try_write(trk_conn *conn, const void *buf, size_t len, size_
  * sockets ahead; such a record may carry no data, e.g. a KeyUpdate). 0 means nothing
  * that has arrived waits inside the connection: a caller may poll the socket. */
 size_t trk_conn_pending(const trk_conn *conn);
+
+/* The size of buffer worth setting aside for a trk_conn_read of up to `cap` bytes:
+ * `cap` itself up to TRK_READ_CHUNK (a record's plaintext, the most one read takes
+ * from the transport), else the larger of TRK_READ_CHUNK and what has already
+ * arrived (trk_conn_pending), at most `cap`. A shim whose read(n) makes its own
+ * buffer sizes it with this when n > TRK_READ_CHUNK, so that read(1 << 40) sets
+ * aside what can arrive rather than what was asked, and smaller reads pay nothing. */
+#define TRK_READ_CHUNK 16384
+size_t trk_conn_read_size(const trk_conn *conn, size_t cap);
 
 /* Sends close_notify (once). *complete is set to 1 when the peer's close_notify has
  * also been received, else 0; a later call tries to receive it (blocking transports
@@ -536,7 +559,8 @@ trk_status trk_conn_set_verify_client(trk_conn *conn, int required, int verify,
 typedef struct trk_rekey_policy {
     uint64_t bytes;         /* application bytes per sending key; 0: no limit */
     uint64_t records;       /* application records per sending key; 0: no limit */
-    double seconds;         /* seconds per sending key, checked at writes; 0: none */
+    double seconds;         /* seconds per sending key, checked at writes; 0: none
+                               (users set these through trk_rekey_policy_set_*) */
     int request_peer;       /* TLS 1.3: ask the peer to update too */
     int use_renegotiation;  /* TLS 1.2: rekey by renegotiation instead of failing */
     int aead_limit;         /* RFC 8446 5.5 limits on TLS 1.3 (default 1) */
@@ -544,6 +568,20 @@ typedef struct trk_rekey_policy {
 
 /* The default: no thresholds, aead_limit on. */
 void trk_rekey_policy_default(trk_rekey_policy *policy);
+/*
+ * Sets one threshold, "bytes", "records" or "seconds", from a value a user gave:
+ * the shims call one of these for each threshold given (and leave out the ones not
+ * given), so that what a threshold may be is decided here, once for both languages.
+ * A threshold given is a positive number: 0 is refused, not taken as "no limit"
+ * (leaving it out is how to say that). Counts are whole numbers up to 2^64 - 1;
+ * _number takes them as a float with an integral value too (1e9, 2^30) and refuses
+ * a fraction; seconds are any finite positive number. TRK_ARG otherwise, with a
+ * sentence naming the option ("rekey policy 'bytes' ...").
+ */
+trk_status trk_rekey_policy_set_count(trk_rekey_policy *policy, const char *name,
+                                      uint64_t value, trk_error *err);
+trk_status trk_rekey_policy_set_number(trk_rekey_policy *policy, const char *name,
+                                       double value, trk_error *err);
 /* Context default for connections created afterwards. TRK_ARG for negative or NaN
  * seconds. */
 trk_status trk_ctx_set_rekey_policy(trk_ctx *ctx, const trk_rekey_policy *policy,

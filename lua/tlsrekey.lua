@@ -27,6 +27,20 @@ local pair_options = {
 }
 local renamed = { verify_client = "verify", client_cert = "cert", client_key = "key" }
 
+-- core.context for one end of a pair: an argument error it raises names the
+-- pair's function and option ('client_cert'), not the context option the value went
+-- to ('cert'), which the caller never wrote. Level as pair_contexts' own errors.
+local function end_context(opts, names, fname)
+  local ok, ctx = pcall(core.context, opts)
+  if ok then return ctx end
+  local inner = type(ctx) == "string" and ctx:match("^bad argument #1 to '[^']*' %((.*)%)$")
+  if not inner then error(ctx, 0) end
+  inner = inner:gsub("^option '([%w_]+)'", function(name)
+    return ("option '%s'"):format(names[name] or name)
+  end, 1)
+  error(("bad argument #1 to '%s' (%s)"):format(fname, inner), 4)
+end
+
 --- tlsrekey.pair_contexts([opts]) -> client_ctx, server_ctx, server_hostname
 -- The two contexts pair() uses, for joining them over something else (a socket
 -- pair, a memory transport).
@@ -73,9 +87,13 @@ function M.pair_contexts(opts, fname)
     end
     sopts.cert, sopts.key = core.make_test_cert(hostname)
   end
-  if copts.cafile == nil then copts.cafile = sopts.cert end
+  local client_names = { cert = "client_cert", key = "client_key" }
+  if copts.cafile == nil then copts.cafile, client_names.cafile = sopts.cert, "cert" end
   if opts.client_cert ~= nil and sopts.cafile == nil then sopts.cafile = opts.client_cert end
-  return core.context(copts), core.context(sopts), hostname
+  -- the server's first: the client trusts its certificate (cafile), and a bad one
+  -- is the server's cert
+  local sctx = end_context(sopts, { cafile = "client_cert", verify = "verify_client" }, fname)
+  return end_context(copts, client_names, fname), sctx, hostname
 end
 
 --- tlsrekey.pair([opts]) -> client, server
@@ -112,10 +130,11 @@ function M.pair(opts)
       error("bad argument #1 to 'pair' (option 'server_hostname' must be a string "
             .. "without NUL bytes)", 2)
     end
-    return core.pair(opts.client_ctx, opts.server_ctx, hostname)
+    return core.pair { client_ctx = opts.client_ctx, server_ctx = opts.server_ctx,
+                       server_hostname = hostname }
   end
   local cctx, sctx, hostname = M.pair_contexts(opts, "pair")
-  return core.pair(cctx, sctx, hostname)
+  return core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = hostname }
 end
 
 return M

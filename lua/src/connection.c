@@ -9,6 +9,7 @@
  *   everything else returns its value or raises (errors.c); would-block included.
  * close, __close and __gc are one function.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,33 +70,67 @@ static int conn_close(lua_State *L)
     return 0;
 }
 
-/* core.pair(client_ctx, server_ctx, server_hostname) -> client, server */
+/* The context in field `name` of the options table at index 1. */
+static ltrk_context *pair_context(lua_State *L, const char *name)
+{
+    ltrk_context *c;
+
+    lua_getfield(L, 1, name);
+    c = luaL_testudata(L, -1, LTRK_CONTEXT_MT);
+    if (c == NULL)
+        luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a tlsrekey.context, "
+                                               "got %s",
+                                            name, luaL_typename(L, -1)));
+    lua_pop(L, 1); /* anchored in the options table */
+    if (c->ctx == NULL)
+        ltrk_raise_status(L, TRK_STATE, "context is released", "the context is released");
+    return c;
+}
+
+/* core.pair{client_ctx = c, server_ctx = s [, server_hostname = h]} -> client,
+ * server. One table, as tlsrekey.pair takes: whatever the core refuses (a TLS
+ * context with a DTLS one, a bad host name) is "bad argument #1 to 'pair'", its
+ * sentence naming the option. */
 int ltrk_pair_new(lua_State *L)
 {
-    ltrk_context *cctx = ltrk_check_context(L, 1);
-    ltrk_context *sctx = ltrk_check_context(L, 2);
+    static const char *const known[] = {"client_ctx", "server_ctx", "server_hostname",
+                                        NULL};
+    ltrk_context *cctx, *sctx;
     size_t hlen = 0;
-    const char *hostname = luaL_optlstring(L, 3, NULL, &hlen);
+    const char *hostname = NULL;
     ltrk_connection *client, *server;
     trk_error err;
     trk_status st;
 
-    ltrk_no_nul(L, hostname, hlen, 3, "server_hostname");
-    lua_settop(L, 3);
-    client = ltrk_connection_new(L, 1, 1); /* 4 */
-    server = ltrk_connection_new(L, 2, 1); /* 5 */
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    ltrk_check_options(L, 1, known);
+    cctx = pair_context(L, "client_ctx");
+    sctx = pair_context(L, "server_ctx");
+    lua_getfield(L, 1, "server_hostname"); /* 2 */
+    if (lua_type(L, 2) == LUA_TSTRING)
+        hostname = ltrk_no_nul(L, lua_tolstring(L, 2, &hlen), hlen, 1,
+                               "option 'server_hostname'");
+    else if (!lua_isnil(L, 2))
+        luaL_argerror(L, 1, lua_pushfstring(L, "option 'server_hostname' must be a string, "
+                                               "got %s",
+                                            luaL_typename(L, 2)));
+    lua_getfield(L, 1, "client_ctx"); /* 3 */
+    lua_getfield(L, 1, "server_ctx"); /* 4 */
+    client = ltrk_connection_new(L, 3, 1); /* 5 */
+    server = ltrk_connection_new(L, 4, 1); /* 6 */
     st = trk_pair_new(cctx->ctx, sctx->ctx, hostname, &client->conn, &server->conn, &err);
     if (st != TRK_OK)
-        return ltrk_raise(L, st, &err, 3);
+        return ltrk_raise(L, st, &err, 1);
     client->role = trk_conn_role(client->conn);
     server->role = trk_conn_role(server->conn);
     /* Each end is driven from inside the other's calls: they live and die together. */
     client->peer = server;
     server->peer = client;
-    lua_pushvalue(L, 5);
-    lua_setiuservalue(L, 4, LTRK_UV_PEER);
-    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 6);
     lua_setiuservalue(L, 5, LTRK_UV_PEER);
+    lua_pushvalue(L, 5);
+    lua_setiuservalue(L, 6, LTRK_UV_PEER);
     return 2;
 }
 
@@ -301,8 +336,12 @@ static int conn_read(lua_State *L)
     int scratch;
     char *p;
 
-    luaL_argcheck(L, cap > 0 && (lua_Unsigned)cap <= (size_t)-1 / 2, 2,
-                  "size must be positive");
+    luaL_argcheck(L, cap >= 0, 2, "size must not be negative"); /* 0: "", as receive(0) */
+    /* what can arrive, not what was asked: read(1 << 40) must not set aside 1 TiB */
+    if (cap > TRK_READ_CHUNK)
+        cap = (lua_Integer)trk_conn_read_size(c->conn, (lua_Unsigned)cap > (size_t)-1 / 2
+                                                           ? (size_t)-1 / 2
+                                                           : (size_t)cap);
     lua_settop(L, 1);
     /* The buffer first: its allocation may raise, and must not leave the
      * connection (and its pair peer) marked busy for good. */
@@ -339,7 +378,7 @@ static int conn_read_into(lua_State *L)
 
     if (p == NULL)
         return luaL_typeerror(L, 2, LTRK_BUFFER_MT);
-    cap = opt_length(L, 3, size, 1);
+    cap = opt_length(L, 3, size, 0); /* 0: reads nothing, returns 0 */
     lua_settop(L, 2);
     ltrk_call_enter(L, c);
     st = trk_conn_read(c->conn, p, cap, &n, &err);
@@ -858,9 +897,12 @@ static int conn_set_mtu(lua_State *L)
     trk_error err;
     trk_status st;
 
-    luaL_argcheck(L, mtu > 0 && mtu <= 65535, 2, "mtu must be from 1 to 65535");
     c = check_idle(L);
-    st = trk_conn_set_mtu(c->conn, (long)mtu, &err);
+    /* The core alone says which MTUs are valid (one range in every message); a
+     * value past a long is past that range too. */
+    st = trk_conn_set_mtu(c->conn, mtu > LONG_MAX ? LONG_MAX : mtu < LONG_MIN ? LONG_MIN
+                                                                               : (long)mtu,
+                          &err);
     if (st != TRK_OK)
         return ltrk_raise(L, st, &err, 2);
     lua_pushboolean(L, 1);

@@ -214,7 +214,9 @@ int ltrk_context_new(lua_State *L)
     if ((s = opt_string(L, "cert", &len)) != NULL)
         check_option(L, trk_ctx_use_certificate(c->ctx, s, len, is_pem(s), &err), &err,
                      "cert");
-    if ((s = opt_string(L, "key", &len)) != NULL)
+    /* key left out: it is looked for in cert (one PEM or file may hold both), as
+     * Python's Context does */
+    if ((s = opt_string(L, "key", &len)) != NULL || (s = opt_string(L, "cert", &len)) != NULL)
         check_option(L, trk_ctx_use_private_key(c->ctx, s, len, is_pem(s), &err), &err,
                      "key");
     apply_verify(L, c, role);
@@ -283,6 +285,11 @@ int ltrk_context_new(lua_State *L)
                      &err, "dtls_initial_timeout");
     }
     lua_pop(L, 1);
+    {
+        const char *option = NULL;
+        trk_status st = trk_ctx_check(c->ctx, &option, &err);
+        check_option(L, st, &err, option != NULL ? option : "mode");
+    }
     return 1;
 }
 

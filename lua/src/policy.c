@@ -1,7 +1,8 @@
 /*
  * policy.c - rekey policy tables: { bytes = n, records = n, seconds = s,
  * request_peer = bool, use_renegotiation = bool, aead_limit = bool }, converted to
- * and from the core's trk_rekey_policy. A nil or false threshold disables it.
+ * and from the core's trk_rekey_policy. A nil or false threshold is left out (no
+ * limit).
  */
 #include <string.h>
 
@@ -10,23 +11,26 @@
 static const char *const policy_keys[] = {"bytes", "records", "seconds", "request_peer",
                                           "use_renegotiation", "aead_limit", NULL};
 
-static uint64_t count_field(lua_State *L, int idx, int arg, const char *name)
+/* One threshold: nil or false leaves it out (no limit); a number goes to the core,
+ * which decides what values a threshold may take and says so naming it. */
+static void threshold_field(lua_State *L, int idx, int arg, trk_rekey_policy *p,
+                            const char *name)
 {
-    uint64_t v = 0;
+    trk_error err;
+    trk_status st = TRK_OK;
+
     lua_getfield(L, idx, name);
-    if (lua_isinteger(L, -1)) {
-        lua_Integer i = lua_tointeger(L, -1);
-        if (i < 0)
-            luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must not be "
-                                                     "negative", name));
-        v = (uint64_t)i;
-    } else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
-        luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must be an integer "
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0)
+        st = trk_rekey_policy_set_count(p, name, (uint64_t)lua_tointeger(L, -1), &err);
+    else if (lua_type(L, -1) == LUA_TNUMBER) /* a float (2^30, 1e9), or negative */
+        st = trk_rekey_policy_set_number(p, name, (double)lua_tonumber(L, -1), &err);
+    else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
+        luaL_argerror(L, arg, lua_pushfstring(L, "rekey policy '%s' must be a number "
                                                  "or nil, got %s",
                                               name, luaL_typename(L, -1)));
-    }
+    if (st != TRK_OK)
+        ltrk_raise(L, st, &err, arg);
     lua_pop(L, 1);
-    return v;
 }
 
 static int flag_field(lua_State *L, int idx, int arg, const char *name, int dflt)
@@ -59,16 +63,9 @@ void ltrk_check_policy(lua_State *L, int idx, int arg, trk_rekey_policy *p)
                                                   luaL_tolstring(L, -1, NULL)));
     }
     trk_rekey_policy_default(p);
-    p->bytes = count_field(L, idx, arg, "bytes");
-    p->records = count_field(L, idx, arg, "records");
-    lua_getfield(L, idx, "seconds");
-    if (lua_type(L, -1) == LUA_TNUMBER)
-        p->seconds = lua_tonumber(L, -1);
-    else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
-        luaL_argerror(L, arg, "rekey policy 'seconds' must be a number or nil");
-    lua_pop(L, 1);
-    if (!(p->seconds >= 0))
-        luaL_argerror(L, arg, "rekey policy 'seconds' must not be negative");
+    threshold_field(L, idx, arg, p, "bytes");
+    threshold_field(L, idx, arg, p, "records");
+    threshold_field(L, idx, arg, p, "seconds");
     p->request_peer = flag_field(L, idx, arg, "request_peer", 0);
     p->use_renegotiation = flag_field(L, idx, arg, "use_renegotiation", 0);
     p->aead_limit = flag_field(L, idx, arg, "aead_limit", 1);

@@ -96,7 +96,7 @@ void ltrk_context_open(lua_State *L);
  * core connection is never without an owner that the collector will finalise.
  * owned: it will hold a socket object or a pair's other end (LTRK_UV_SOCKET). */
 ltrk_connection *ltrk_connection_new(lua_State *L, int ctx_idx, int owned);
-int ltrk_pair_new(lua_State *L);        /* core.pair(cctx, sctx, hostname) */
+int ltrk_pair_new(lua_State *L);        /* core.pair{client_ctx, server_ctx, server_hostname} */
 void ltrk_connection_open(lua_State *L);
 
 /* buffer.c */

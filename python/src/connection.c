@@ -731,16 +731,30 @@ write_io(ConnectionObject *self, const char *buf, size_t len, size_t *written,
 /* conn_enter, then read_io; again after a signal made the read leave its wait
  * without the connection (wait_hook) and Python's handlers raised nothing (the
  * read had taken nothing). Returns ENTER_FAILED with an exception set, or how the
- * connection was entered, with the read's status in *st. */
+ * connection was entered, with the read's status in *st. With `sized` (*sized NULL)
+ * the bytes object read into is made here, once the connection is held, of
+ * trk_conn_read_size(cap): what can arrive, not the `cap` asked. */
 static int
 read_entered(ConnectionObject *self, void *buf, size_t cap, size_t *got, trk_error *err,
-             trk_status *st)
+             trk_status *st, PyObject **sized)
 {
     int entered;
 
     for (;;) {
         if ((entered = conn_enter_io(self)) == ENTER_FAILED)
             return ENTER_FAILED;
+        if (sized != NULL && *sized == NULL) {
+            cap = trk_conn_read_size(self->conn, cap);
+            *sized = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+            if (*sized == NULL) {
+                conn_leave(self, entered);
+                return ENTER_FAILED;
+            }
+        }
+        if (sized != NULL) {
+            buf = PyBytes_AS_STRING(*sized);
+            cap = (size_t)PyBytes_GET_SIZE(*sized);
+        }
         read_abandoned = 0;
         *st = read_io(self, buf, cap, got, err);
         if (!read_abandoned)
@@ -784,14 +798,21 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:read", kwlist, &cap))
         return NULL;
-    if (cap <= 0)
-        return PyErr_Format(PyExc_ValueError, "n must be positive, not %zd", cap);
-    buf = PyBytes_FromStringAndSize(NULL, cap);
-    if (buf == NULL)
-        return NULL;
-    entered = read_entered(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err, &st);
+    if (cap < 0)
+        return PyErr_Format(PyExc_ValueError, "n must not be negative, not %zd", cap);
+    if (cap <= TRK_READ_CHUNK) {            /* 0 too: b"", as io and ssl give */
+        buf = PyBytes_FromStringAndSize(NULL, cap);
+        if (buf == NULL)
+            return NULL;
+        entered = read_entered(self, PyBytes_AS_STRING(buf), (size_t)cap, &got, &err, &st,
+                               NULL);
+    } else {
+        /* read(1 << 40) sets aside what can arrive, not 1 TiB */
+        buf = NULL;
+        entered = read_entered(self, NULL, (size_t)cap, &got, &err, &st, &buf);
+    }
     if (entered == ENTER_FAILED) {
-        Py_DECREF(buf);
+        Py_XDECREF(buf);
         return NULL;
     }
     if (st == TRK_CLOSED) {       /* a clean close reads as b"" */
@@ -802,7 +823,8 @@ Connection_read(ConnectionObject *self, PyObject *args, PyObject *kwds)
         Py_DECREF(buf);
         return NULL;
     }
-    if ((Py_ssize_t)got != cap && _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
+    if ((Py_ssize_t)got != PyBytes_GET_SIZE(buf) &&
+        _PyBytes_Resize(&buf, (Py_ssize_t)got) < 0)
         return NULL;
     return buf;
 }
@@ -873,11 +895,11 @@ Connection_read_into(ConnectionObject *self, PyObject *const *args, Py_ssize_t n
             goto fail;
         }
     }
-    if (cap <= 0) {
-        PyErr_SetString(PyExc_ValueError, "read_into needs room for at least one byte");
+    if (cap < 0) {
+        PyErr_Format(PyExc_ValueError, "nbytes must not be negative, not %zd", cap);
         goto fail;
     }
-    if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st)) ==
+    if ((entered = read_entered(self, view.buf, (size_t)cap, &got, &err, &st, NULL)) ==
         ENTER_FAILED)
         goto fail;
     if (st == TRK_CLOSED) {
@@ -1213,7 +1235,7 @@ Connection_set_mtu(ConnectionObject *self, PyObject *arg)
     if ((entered = conn_enter(self, 1)) == ENTER_FAILED)
         return NULL;
     st = trk_conn_set_mtu(self->conn, mtu, &err);
-    if (conn_finish(self, entered, st, &err, "mtu") < 0)
+    if (conn_finish(self, entered, st, &err, NULL) < 0) /* the core names set_mtu */
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1627,14 +1649,18 @@ static PyMethodDef Connection_methods[] = {
      "connection cleanly (close_notify). Completes the handshake first. Data that\n"
      "has already arrived is returned even when a KeyUpdate or a session ticket\n"
      "came first; a read may also send (a key update reply, renegotiation\n"
-     "messages)."},
+     "messages). A large n costs nothing: the buffer is the size of what can\n"
+     "arrive (a record, or the data already waiting), not of n. read(0) is b\"\"\n"
+     "at once."},
     {"read_into", SHIM_METH(Connection_read_into), METH_FASTCALL | METH_KEYWORDS,
      "read_into(buffer, nbytes=None) -> int\n\n"
      "Read up to nbytes (default: len(buffer)) into a writable buffer; returns the\n"
-     "count, 0 once the peer has closed the connection cleanly."},
+     "count, 0 once the peer has closed the connection cleanly. An empty buffer\n"
+     "or nbytes=0 reads nothing and returns 0 at once."},
     {"write", (PyCFunction)Connection_write, METH_O,
      "write(data) -> int\n\n"
-     "Write all of data (any bytes-like object); returns len(data). write(b\"\")\n"
+     "Write all of data (any bytes-like object); returns the number of bytes\n"
+     "written, memoryview(data).nbytes (len(data) for bytes). write(b\"\")\n"
      "really calls OpenSSL: it sends whatever protocol message is owed, such as\n"
      "the reply to a peer's key update request. Non-blocking and memory\n"
      "transports: after WantWriteError/WantReadError call again with the same\n"
@@ -1730,7 +1756,9 @@ static PyMethodDef Connection_methods[] = {
      "application bytes or `records` records under one sending key, or at the first\n"
      "write `seconds` after the key last changed, the core sends a KeyUpdate\n"
      "(request_peer: asking the peer to update too); a write is split so no record\n"
-     "crosses a threshold. None disables a threshold. aead_limit keeps the RFC 8446\n"
+     "crosses a threshold. None leaves a threshold out (no limit); one given must be\n"
+     "positive (0 is a ValueError), counts whole (an int, or a float such as 1e9).\n"
+     "aead_limit keeps the RFC 8446\n"
      "5.5 limits on AES-GCM/CCM. On TLS 1.2 thresholds raise StateError unless\n"
      "use_renegotiation=True (the core then renegotiates). Replaces the policy\n"
      "inherited from the context."},

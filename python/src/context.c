@@ -143,6 +143,8 @@ Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void
 Context_dealloc(ContextObject *self)
 {
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
     /* Connections hold their own trk_ctx reference: order does not matter. */
     trk_ctx_free(self->ctx);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -223,6 +225,20 @@ static PyObject *
 Context__use_private_key(ContextObject *self, PyObject *arg)
 {
     return set_source(self, arg, trk_ctx_use_private_key, "key");
+}
+
+/* Last, once every option is set: a context whose handshakes could only fail (a
+ * server without its certificate or key) is refused where it is made. */
+static PyObject *
+Context__check(ContextObject *self, PyObject *unused)
+{
+    const char *option = NULL;
+    trk_error err;
+    trk_status st;
+
+    SHIM_UNUSED(unused);
+    st = trk_ctx_check(self->ctx, &option, &err);
+    return done(st, &err, option);
 }
 
 static PyObject *
@@ -642,6 +658,9 @@ static PyMethodDef Context_methods[] = {
      "Use a certificate (chain): a path, or PEM bytes."},
     {"_use_private_key", (PyCFunction)Context__use_private_key, METH_O,
      "Use the private key matching the certificate: a path, or PEM bytes."},
+    {"_check", (PyCFunction)Context__check, METH_NOARGS,
+     "Refuse a context whose connections could not work (a server without its\n"
+     "certificate and key)."},
     {"_load_verify", (PyCFunction)Context__load_verify, METH_VARARGS,
      "_load_verify(cafile=None, capath=None): add trust anchors."},
     {"_load_default_verify", (PyCFunction)Context__load_default_verify, METH_NOARGS,
@@ -693,6 +712,7 @@ PyTypeObject Context_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tlsrekey._tlsrekey.Context",
     .tp_basicsize = sizeof(ContextObject),
+    .tp_weaklistoffset = offsetof(ContextObject, weakreflist),
     .tp_dealloc = (destructor)Context_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Context(role, *, dtls=False)\n\n"

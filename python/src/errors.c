@@ -230,6 +230,34 @@ set_new(PyObject *exc, int which, PyObject *value)
     return rc;
 }
 
+static int
+is_ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_';
+}
+
+/* Whether the core's sentence names the argument already: it starts with the name
+ * ("num_tickets must be ...") or quotes it ("rekey policy 'bytes' ...", "(cert)").
+ * Merely containing it is not enough: "cert" is in "certificate", "key" in "private
+ * key", and such a sentence does not tell which option was at fault. */
+static int
+names_argument(const char *message, const char *argname)
+{
+    size_t n = strlen(argname);
+    const char *p;
+
+    if (strncmp(message, argname, n) == 0 && !is_ident_char(message[n]))
+        return 1;
+    for (p = strstr(message, argname); p != NULL; p = strstr(p + 1, argname)) {
+        char before = p > message ? p[-1] : '\0', after = p[n];
+        if ((before == '\'' && after == '\'') || (before == '"' && after == '"') ||
+            (before == '(' && after == ')'))
+            return 1;
+    }
+    return 0;
+}
+
 /*
  * The instance carries only what differs from its class's defaults (set_defaults:
  * status per class, reason/library None, ssl_error 0, verify_code 0, verify_message
@@ -256,8 +284,7 @@ shim_raise(trk_status status, const trk_error *err, const char *argname)
     case TRK_NOMEM:
         return PyErr_NoMemory();
     case TRK_ARG:
-        /* The core's sentence usually names the argument already. */
-        if (argname != NULL && strstr(message, argname) == NULL)
+        if (argname != NULL && !names_argument(message, argname))
             PyErr_Format(PyExc_ValueError, "%s: %s", argname, message);
         else
             PyErr_SetString(PyExc_ValueError, message);

@@ -1,34 +1,69 @@
 /*
  * policy.c - rekey policies between Python keywords and the core's
  * trk_rekey_policy: bytes=None, records=None, seconds=None, request_peer=False,
- * use_renegotiation=False, aead_limit=True (None disables a threshold).
+ * use_renegotiation=False, aead_limit=True (None leaves a threshold out: no limit).
  */
 #include <math.h>
+#include <string.h>
 
 #include "shim.h"
 
 static char *policy_kwlist[] = {"bytes", "records", "seconds", "request_peer",
                                 "use_renegotiation", "aead_limit", NULL};
 
-/* None -> 0; a non-negative int (not bool) -> its value. */
-static int count_arg(PyObject *obj, const char *name, uint64_t *out)
+/* One threshold given as a keyword: None leaves it out (no limit); an int, or a float
+ * (or any other number, for seconds), goes to the core, which decides what values a
+ * threshold may take and says so naming it. */
+static int threshold_arg(PyObject *obj, const char *name, trk_rekey_policy *p)
 {
-    *out = 0;
+    trk_error err;
+    trk_status st;
+
     if (obj == Py_None)
         return 0;
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int or None, not %.100s", name,
+    if (PyBool_Check(obj) ||
+        !(PyIndex_Check(obj) || PyFloat_Check(obj) ||
+          (strcmp(name, "seconds") == 0 && PyNumber_Check(obj)))) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a number or None, not %.100s", name,
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
-    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+    if (PyIndex_Check(obj)) {
+        PyObject *i = PyNumber_Index(obj);
+        unsigned long long v = 0;
+        int fits;
+
+        if (i == NULL)
+            return -1;
+        v = PyLong_AsUnsignedLongLong(i); /* fails for a negative int too */
+        fits = !(v == (unsigned long long)-1 && PyErr_Occurred());
         PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s: must be a non-negative int that fits 64 bits",
-                     name);
+        if (fits) {
+            st = trk_rekey_policy_set_count(p, name, v, &err);
+        } else {
+            /* negative, or past 64 bits: the core words the refusal */
+            double d = PyLong_AsDouble(i);
+            if (d == -1.0 && PyErr_Occurred()) { /* beyond a double too */
+                PyObject *zero = PyLong_FromLong(0);
+                PyErr_Clear();
+                d = zero != NULL && PyObject_RichCompareBool(i, zero, Py_LT) == 1
+                        ? -HUGE_VAL : HUGE_VAL;
+                Py_XDECREF(zero);
+                PyErr_Clear();
+            }
+            st = trk_rekey_policy_set_number(p, name, d, &err);
+        }
+        Py_DECREF(i);
+    } else {
+        double d = PyFloat_AsDouble(obj);
+        if (d == -1.0 && PyErr_Occurred())
+            return -1;
+        st = trk_rekey_policy_set_number(p, name, d, &err);
+    }
+    if (st != TRK_OK) {
+        shim_raise(st, &err, name);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
@@ -45,23 +80,9 @@ int shim_parse_policy(PyObject *args, PyObject *kwds, const char *fname,
                                      &use_renegotiation, &aead_limit))
         return -1;
     trk_rekey_policy_default(p);
-    if (count_arg(bytes, "bytes", &p->bytes) < 0 ||
-        count_arg(records, "records", &p->records) < 0)
+    if (threshold_arg(bytes, "bytes", p) < 0 || threshold_arg(records, "records", p) < 0 ||
+        threshold_arg(seconds, "seconds", p) < 0)
         return -1;
-    if (seconds != Py_None) {
-        if (PyBool_Check(seconds) || !PyNumber_Check(seconds)) {
-            PyErr_Format(PyExc_TypeError, "seconds: expected a number or None, not %.100s",
-                         Py_TYPE(seconds)->tp_name);
-            return -1;
-        }
-        p->seconds = PyFloat_AsDouble(seconds);
-        if (p->seconds == -1.0 && PyErr_Occurred())
-            return -1;
-        if (!(p->seconds >= 0) || isinf(p->seconds)) {
-            PyErr_SetString(PyExc_ValueError, "seconds: must be a finite number >= 0");
-            return -1;
-        }
-    }
     p->request_peer = request_peer;
     p->use_renegotiation = use_renegotiation;
     p->aead_limit = aead_limit;

@@ -30,6 +30,7 @@
 typedef struct {
     PyObject_HEAD
     trk_ctx *ctx;             /* one reference, dropped in dealloc */
+    PyObject *weakreflist;    /* a cache of contexts keyed weakly, as for ssl's */
 } ContextObject;
 
 /*

@@ -108,10 +108,9 @@ class Context(_tlsrekey.Context):
             self._set_dtls_initial_timeout(dtls_initial_timeout)
         if cert is not None:
             self._use_certificate(cert)
+        if key is not None or cert is not None:
             # key=None: the key is in the same file or PEM as the certificate.
             self._use_private_key(cert if key is None else key)
-        elif key is not None:
-            raise ValueError("key: given without cert")
         if ciphers is not None:
             self._set_ciphers(ciphers)
         if ciphersuites is not None:
@@ -176,6 +175,7 @@ class Context(_tlsrekey.Context):
             ctx._load_default_verify()
         ctx._set_verify(_VERIFY_REQUIRED if verify else _VERIFY_NONE)
         ctx._set_check_hostname(bool(verify and check_hostname))
+        ctx._check()
         return ctx
 
     @classmethod
@@ -231,6 +231,7 @@ class Context(_tlsrekey.Context):
             ctx._set_num_tickets(num_tickets)
         ctx._set_session_cache(session_cache)
         ctx._set_session_tickets(session_tickets)
+        ctx._check()
         return ctx
 
 
@@ -300,8 +301,26 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     client_opts = {k: v for k, v in options.items() if k in _PAIR_CLIENT}
     if client_cert is not None:
         server_opts.setdefault("cafile", client_cert)
-    server_ctx = Context.server(cert, key, **both, **server_opts)
-    client_ctx = Context.client(cert if cafile is None else cafile, cert=client_cert,
-                                key=client_key, **both, **client_opts)
+    # The server's first: the client trusts its certificate, and a bad one is `cert`.
+    server_ctx = _end_context(lambda: Context.server(cert, key, **both, **server_opts),
+                              {"cafile/capath": "client_cert"})
+    client_ctx = _end_context(
+        lambda: Context.client(cert if cafile is None else cafile, cert=client_cert,
+                               key=client_key, **both, **client_opts),
+        {"cert": "client_cert", "key": "client_key",
+         "cafile/capath": "cert" if cafile is None else "cafile"})
     return _tlsrekey._pair(client_ctx, server_ctx, server_hostname)
+
+
+def _end_context(make, names):
+    """make() for one end of pair(): a ValueError names pair()'s option
+    (client_cert), not the context option the value went to (cert), which the
+    caller never wrote."""
+    try:
+        return make()
+    except ValueError as exc:
+        option, sep, rest = str(exc).partition(": ")
+        if sep and option in names:
+            raise ValueError(f"{names[option]}: {rest}") from None
+        raise
 

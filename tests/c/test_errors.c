@@ -121,6 +121,35 @@ TEST(test_context_argument_errors)
     trk_ctx_free(ctx);
 }
 
+/* A context whose handshakes could only fail is refused by trk_ctx_check, naming
+ * the option at fault. */
+TEST(test_context_check_wants_a_certificate_and_its_key)
+{
+    trk_ctx *sctx, *cctx;
+    trk_error e;
+    const char *option = NULL;
+    u_certs();
+    REQUIRE(trk_ctx_new(TRK_SERVER, &sctx, &e) == TRK_OK);
+    REQUIRE(trk_ctx_new(TRK_CLIENT, &cctx, &e) == TRK_OK);
+    CHECK_STATUS(trk_ctx_check(sctx, &option, &e), TRK_ARG, &e);
+    CHECK(option != NULL && strcmp(option, "cert") == 0);
+    CHECK_STATUS(trk_ctx_check(cctx, &option, &e), TRK_OK, &e); /* a client needs none */
+    CHECK(option == NULL);
+    REQUIRE(trk_ctx_use_certificate(sctx, u_cert, u_cert_len, 1, &e) == TRK_OK);
+    CHECK_STATUS(trk_ctx_check(sctx, &option, &e), TRK_ARG, &e);
+    CHECK(option != NULL && strcmp(option, "key") == 0);
+    /* a certificate's PEM is no key: said so, not OpenSSL's "unsupported" */
+    CHECK_STATUS(trk_ctx_use_private_key(sctx, u_cert, u_cert_len, 1, &e), TRK_ARG, &e);
+    CHECK(strstr(e.message, "no private key") != NULL);
+    REQUIRE(trk_ctx_use_private_key(sctx, u_key, u_key_len, 1, &e) == TRK_OK);
+    CHECK_STATUS(trk_ctx_check(sctx, NULL, &e), TRK_OK, &e);
+    REQUIRE(trk_ctx_use_private_key(cctx, u_key, u_key_len, 1, &e) == TRK_OK);
+    CHECK_STATUS(trk_ctx_check(cctx, &option, &e), TRK_ARG, &e);
+    CHECK(option != NULL && strcmp(option, "cert") == 0);
+    trk_ctx_free(sctx);
+    trk_ctx_free(cctx);
+}
+
 TEST(test_mismatched_key_is_rejected)
 {
     trk_ctx *ctx;
@@ -227,6 +256,7 @@ int main(void)
     RUN(test_fatal_error_is_remembered);
     RUN(test_context_argument_errors);
     RUN(test_mismatched_key_is_rejected);
+    RUN(test_context_check_wants_a_certificate_and_its_key);
     RUN(test_make_test_cert_names);
     RUN(test_peer_certificate_and_exporter);
     RUN(test_events_and_callback_failure);

@@ -2,6 +2,8 @@
 #include "harness.h"
 #include "util.h"
 
+#include <math.h>
+#include <string.h>
 #include <time.h>
 
 static void drain_reads(trk_conn *to, size_t expect)
@@ -162,6 +164,37 @@ TEST(test_context_policy_is_inherited)
     trk_ctx_free(sctx);
 }
 
+TEST(test_threshold_values_given_by_users)
+{
+    trk_rekey_policy p;
+    trk_error e;
+    trk_rekey_policy_default(&p);
+    /* 0 is refused, never taken for "no limit"; leaving a threshold out is that */
+    CHECK_STATUS(trk_rekey_policy_set_count(&p, "bytes", 0, &e), TRK_ARG, &e);
+    CHECK(strstr(e.message, "'bytes'") != NULL);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "seconds", 0.0, &e), TRK_ARG, &e);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "records", -0.0, &e), TRK_ARG, &e);
+    /* counts: whole numbers, also as floats */
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "bytes", 1e9, &e), TRK_OK, &e);
+    CHECK(p.bytes == 1000000000u);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "records", 1.5, &e), TRK_ARG, &e);
+    CHECK(strstr(e.message, "'records'") != NULL);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "bytes", 18446744073709551616.0, &e),
+                 TRK_ARG, &e);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "bytes", NAN, &e), TRK_ARG, &e);
+    CHECK_STATUS(trk_rekey_policy_set_count(&p, "records", UINT64_MAX, &e), TRK_OK, &e);
+    CHECK(p.records == UINT64_MAX);
+    /* seconds: any finite positive number */
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "seconds", 0.25, &e), TRK_OK, &e);
+    CHECK(p.seconds == 0.25);
+    CHECK_STATUS(trk_rekey_policy_set_number(&p, "seconds", INFINITY, &e), TRK_ARG, &e);
+    CHECK_STATUS(trk_rekey_policy_set_count(&p, "seconds", 3, &e), TRK_OK, &e);
+    CHECK(p.seconds == 3.0);
+    CHECK_STATUS(trk_rekey_policy_set_count(&p, "bites", 3, &e), TRK_ARG, &e);
+    /* refusals leave what was set */
+    CHECK(p.bytes == 1000000000u && p.records == UINT64_MAX && p.seconds == 3.0);
+}
+
 int main(void)
 {
     RUN(test_records_threshold_rekeys_every_n_records);
@@ -170,6 +203,7 @@ int main(void)
     RUN(test_default_aead_limit_applies_to_gcm_only);
     RUN(test_policy_on_tls12_needs_use_renegotiation);
     RUN(test_context_policy_is_inherited);
+    RUN(test_threshold_values_given_by_users);
     u_free_certs();
     return DONE();
 }

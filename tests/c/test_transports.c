@@ -627,6 +627,27 @@ TEST(test_stash_keeps_data_read_on_behalf_of_the_peer)
     trk_conn_free(s);
 }
 
+/* A read's buffer is sized for what can arrive: one record, or what is already
+ * here, never the size asked when that is more. */
+TEST(test_read_size_is_what_can_arrive)
+{
+    static char big[100000];
+    trk_conn *c, *s;
+    trk_error e;
+    size_t n;
+    REQUIRE(u_pair(NULL, &c, &s));
+    CHECK(trk_conn_read_size(s, 100) == 100);
+    CHECK(trk_conn_read_size(s, TRK_READ_CHUNK) == TRK_READ_CHUNK);
+    CHECK(trk_conn_read_size(s, (size_t)1 << 40) == TRK_READ_CHUNK); /* nothing here */
+    CHECK_STATUS(trk_conn_write(c, big, sizeof big, &n, &e), TRK_OK, &e);
+    size_t here = trk_conn_pending(s);
+    CHECK(here > TRK_READ_CHUNK); /* the pair moved most of it to s already */
+    CHECK(trk_conn_read_size(s, (size_t)1 << 40) == here);
+    CHECK(trk_conn_read_size(s, TRK_READ_CHUNK + 1) == TRK_READ_CHUNK + 1);
+    trk_conn_free(c);
+    trk_conn_free(s);
+}
+
 int main(void)
 {
     RUN(test_memory_transport_handshake_and_key_update);
@@ -642,6 +663,7 @@ int main(void)
     RUN(test_freeing_one_end_of_a_pair);
     RUN(test_close_is_idempotent_and_later_calls_are_state_errors);
     RUN(test_stash_keeps_data_read_on_behalf_of_the_peer);
+    RUN(test_read_size_is_what_can_arrive);
     u_free_certs();
     return DONE();
 }

@@ -56,14 +56,14 @@ describe("contexts", function()
     local cpath, kpath = H.cert_files()
     local sctx = tlsrekey.context { mode = "server", cert = cpath, key = kpath }
     local cctx = tlsrekey.context { mode = "client", cafile = cpath }
-    local c, s = core.pair(cctx, sctx, "localhost")
+    local c, s = core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
     assert.equal("x", H.exchange(c, s, "x"))
   end)
 
   it("server_from_pem_strings", function()
     local sctx, cert = server_ctx()
     local cctx = tlsrekey.context { mode = "client", cafile = cert }
-    local c = core.pair(cctx, sctx, "localhost")
+    local c = core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
     local info = c:peer_certificate()
     assert.truthy(info.subject:find("CN=localhost", 1, true), info.subject)
   end)
@@ -82,23 +82,50 @@ describe("contexts", function()
     assert.truthy(msg:find("'key'", 1, true), msg)
   end)
 
+  it("a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option", function()
+    local cert, key = tlsrekey.make_test_cert()
+    -- a server without its certificate's key, or without any: refused here, not at
+    -- every handshake later as "no shared cipher"
+    local msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "server", cert = cert })
+    assert.truthy(msg:find("option 'key'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "server" })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "server", protocol = "dtls", key = key })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    -- a client key without its certificate, a client certificate without its key
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "client", cafile = cert, key = key })
+    assert.truthy(msg:find("option 'cert'", 1, true), msg)
+    msg = H.bad_argument(1, "context", tlsrekey.context,
+                         { mode = "client", cafile = cert, cert = cert })
+    assert.truthy(msg:find("option 'key'", 1, true), msg)
+    -- the key may come in the certificate's own PEM, as in Python
+    local sctx = tlsrekey.context { mode = "server", cert = cert .. key }
+    local c, s = core.pair { client_ctx = tlsrekey.context { mode = "client", cafile = cert },
+                             server_ctx = sctx, server_hostname = "localhost" }
+    assert.equal("x", H.exchange(c, s, "x"))
+  end)
+
   it("client_verifies_against_the_system_store_by_default", function()
     local sctx = server_ctx()
     local cctx = tlsrekey.context { mode = "client" }
-    H.raises("verify", function() core.pair(cctx, sctx, "localhost") end)
+    H.raises("verify", function()
+      core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
+    end)
   end)
 
   it("client_without_verification_accepts_any_server", function()
     local sctx = server_ctx()
     local cctx = tlsrekey.context { mode = "client", verify = false }
-    local c, s = core.pair(cctx, sctx, nil) -- no host name needed either
+    local c, s = core.pair { client_ctx = cctx, server_ctx = sctx } -- no host name needed either
     assert.equal("x", H.exchange(c, s, "x"))
   end)
 
   it("check_hostname_false_accepts_another_name", function()
     local sctx, cert = server_ctx()
     local cctx = tlsrekey.context { mode = "client", cafile = cert, check_hostname = false }
-    local c, s = core.pair(cctx, sctx, "example.org")
+    local c, s = core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "example.org" }
     assert.equal("x", H.exchange(c, s, "x"))
   end)
 
@@ -172,7 +199,30 @@ describe("contexts", function()
     H.bad_argument(1, "pair", tlsrekey.pair,
                    { client_ctx = cctx, server_ctx = sctx, server_hostname = 1 })
     H.bad_argument(1, "context", tlsrekey.context, { mode = "client", ciphersuites = "NOPE" })
+    -- a TLS context with a DTLS one: argument #1 of pair, naming the two options
+    local dtls_sctx = select(2, tlsrekey.pair_contexts { dtls = true })
+    err = H.bad_argument(1, "pair", tlsrekey.pair, { client_ctx = cctx, server_ctx = dtls_sctx })
+    assert.truthy(err:find("client_ctx", 1, true) and err:find("server_ctx", 1, true), err)
   end)
+
+  local BAD_PEM = "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n"
+  for _, option in ipairs { "cert", "cafile", "client_cert", "client_key" } do
+    -- pair() spreads its options over two contexts (cert also becomes the client's
+    -- cafile, client_cert the server's): an error names the option the caller wrote
+    it("pair_errors_name_the_pairs_own_option " .. option, function()
+      local cert, key = tlsrekey.make_test_cert()
+      local given = ({ cert = { cert = BAD_PEM, key = key },
+                       cafile = { cafile = BAD_PEM },
+                       client_cert = { client_cert = BAD_PEM, client_key = key },
+                       client_key = { client_cert = cert, client_key = BAD_PEM } })[option]
+      local err = H.bad_argument(1, "pair", tlsrekey.pair, given)
+      assert.truthy(err:find("(option '" .. option .. "'", 1, true), err)
+      if option == "client_key" then -- a key alone: its certificate is what is missing
+        err = H.bad_argument(1, "pair", tlsrekey.pair, { client_key = key })
+        assert.truthy(err:find("(option 'client_cert'", 1, true), err)
+      end
+    end)
+  end
 
   it("keylog_file_gets_the_secrets", function()
     local path = H.tmpname(".keys")
@@ -202,13 +252,14 @@ describe("contexts", function()
     local ccert, ckey = tlsrekey.make_test_cert("client.example")
     local sctx, scert = server_ctx { verify = true, cafile = ccert }
     local with = tlsrekey.context { mode = "client", cafile = scert, cert = ccert, key = ckey }
-    local c, s = core.pair(with, sctx, "localhost")
+    local c, s = core.pair { client_ctx = with, server_ctx = sctx, server_hostname = "localhost" }
     assert.equal("x", H.exchange(c, s, "x"))
     local info = s:peer_certificate()
     assert.truthy(info.subject:find("client.example", 1, true), info.subject)
     local without = tlsrekey.context { mode = "client", cafile = scert }
     local err = H.error_of(function()
-      local c2, s2 = core.pair(without, sctx, "localhost")
+      local c2, s2 = core.pair { client_ctx = without, server_ctx = sctx,
+                                 server_hostname = "localhost" }
       H.exchange(c2, s2, "x") -- TLS 1.3: the refusal may come after the client's Finished
     end)
     assert.truthy(tlsrekey.is_error(err), tostring(err))
@@ -217,7 +268,7 @@ describe("contexts", function()
   it("server_optional_client_certificate", function()
     local sctx, scert = server_ctx { verify = "optional", cafile = (tlsrekey.make_test_cert()) }
     local cctx = tlsrekey.context { mode = "client", cafile = scert }
-    local c, s = core.pair(cctx, sctx, "localhost")
+    local c, s = core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
     assert.equal("x", H.exchange(c, s, "x"))
     assert.is_nil(s:peer_certificate())
   end)
@@ -228,7 +279,7 @@ describe("contexts", function()
     for k, v in pairs(server_extra or {}) do extra[k] = v end
     local sctx, scert = server_ctx(extra)
     local cctx = tlsrekey.context { mode = "client", cafile = scert, cert = ccert, key = ckey }
-    return core.pair(cctx, sctx, "localhost")
+    return core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = "localhost" }
   end
 
   it("set_verify_client_asks_for_a_certificate_in_the_next_handshake", function()

@@ -128,12 +128,13 @@ end
 
 describe("DTLS contexts", function()
   after_each(H.cleanup)
+  local CERT, KEY = tlsrekey.make_test_cert("localhost")
 
   it("protocol_option_makes_a_dtls_context", function()
-    local ctx = tlsrekey.context { mode = "server", protocol = "dtls" }
+    local ctx = tlsrekey.context { mode = "server", protocol = "dtls", cert = CERT, key = KEY }
     assert.equal("dtls", ctx:protocol())
     assert.truthy(tostring(ctx):find("dtls", 1, true))
-    assert.equal("tls", tlsrekey.context { mode = "server" }:protocol())
+    assert.equal("tls", tlsrekey.context { mode = "server", cert = CERT, key = KEY }:protocol())
     local msg = H.bad_argument(1, "context", tlsrekey.context, { mode = "client", protocol = "udp" })
     assert.truthy(msg:find("'protocol'", 1, true), msg)
   end)
@@ -149,12 +150,14 @@ describe("DTLS contexts", function()
 
   it("dtls_options_apply_to_dtls_servers_only", function()
     tlsrekey.context { mode = "server", protocol = "dtls", cookie_exchange = false,
-                       dtls_initial_timeout = 0.2 }
+                       dtls_initial_timeout = 0.2, cert = CERT, key = KEY }
     H.bad_argument(1, "context", tlsrekey.context,
                    { mode = "client", protocol = "dtls", cookie_exchange = true, verify = false })
-    H.bad_argument(1, "context", tlsrekey.context, { mode = "server", cookie_exchange = true })
     H.bad_argument(1, "context", tlsrekey.context,
-                   { mode = "server", protocol = "dtls", dtls_initial_timeout = -1 })
+                   { mode = "server", cookie_exchange = true, cert = CERT, key = KEY })
+    H.bad_argument(1, "context", tlsrekey.context,
+                   { mode = "server", protocol = "dtls", dtls_initial_timeout = -1, cert = CERT,
+                     key = KEY })
     H.bad_argument(1, "pair", tlsrekey.pair, { dtls = "yes" })
   end)
 end)
@@ -389,11 +392,19 @@ describe("DTLS memory transport", function()
 
   it("dtls_mtu_fragments_the_handshake", function()
     local c, s = memory_ends()
-    for _, mtu in ipairs { 0, 100 } do -- 100: below OpenSSL's minimum (256)
+    local ranges = {}
+    for _, mtu in ipairs { 0, 100, 70000 } do -- 100: below OpenSSL's minimum (256)
       local ok, msg = pcall(c.set_mtu, c, mtu)
       assert.is_false(ok)
       assert.truthy(msg:find("bad argument #2", 1, true), msg)
+      -- every refusal states the one valid range, which holds none of them
+      local lo, hi = msg:match("(%d+) to (%d+)")
+      assert.truthy(lo, msg)
+      assert.is_true(tonumber(lo) > 100 and tonumber(hi) < 70000, msg)
+      ranges[#ranges + 1] = lo .. "-" .. hi
     end
+    assert.equal(ranges[1], ranges[2])
+    assert.equal(ranges[1], ranges[3])
     c:set_mtu(400)
     s:set_mtu(400)
     local biggest = 0

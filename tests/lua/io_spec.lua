@@ -30,6 +30,62 @@ describe("I/O", function()
       assert.same({ n = 2, nil, "want_read" }, r)
     end)
 
+    -- read(n) returns up to n bytes: a huge n gets what has arrived, and the buffer
+    -- it makes is as large as what can arrive (a record, or data already here), not
+    -- n. read(1 << 40) was "not enough memory", read(1 << 30) took a GiB each call.
+    it("a_large_read_size_sets_aside_what_can_arrive_not_what_was_asked over " .. T.name,
+       function()
+      local c, s = T.new()
+      local function read_with(n)
+        local deadline = socket.gettime() + 10
+        while true do
+          local data, want = c:read(n)
+          if data then return data end
+          assert.truthy(want)
+          assert.is_true(socket.gettime() < deadline)
+          socket.sleep(0.0002)
+        end
+      end
+      assert.equal(5, s:write("hello"))
+      assert.equal("hello", read_with(1 << 40))
+      assert.equal(5, s:write("again"))
+      assert.equal("again", read_with(math.maxinteger))
+      -- the callback runs inside the read, while its buffer is set aside
+      local peak
+      c:on_event(function() peak = collectgarbage("count") end)
+      s:key_update("not_requested")
+      assert.equal(1, s:write("x"))
+      local before = collectgarbage("count")
+      assert.equal("x", read_with(1 << 30))
+      assert.truthy(peak)
+      assert.is_true(peak - before < 1024, ("%.0f KiB set aside"):format(peak - before))
+    end)
+
+    -- read(0) is "" and read_into(buf, 0) 0, as LuaSocket's receive(0) and Python's
+    -- read(0): nothing asked, nothing taken, nothing waited for.
+    it("a_read_of_nothing_returns_nothing_at_once over " .. T.name, function()
+      local c, s = T.new()
+      assert.equal("", c:read(0))
+      assert.equal(0, c:read_into(tlsrekey.buffer(8), 0))
+      assert.equal(4, s:write("kept"))
+      assert.equal("", c:read(0))
+      local got
+      local deadline = socket.gettime() + 10
+      while not got do
+        got = c:read()
+        assert.is_true(socket.gettime() < deadline)
+        if not got then socket.sleep(0.0002) end
+      end
+      assert.equal("kept", got) -- what arrived stays for the next read
+      local fresh = tlsrekey.context { mode = "client", verify = false }:memory()
+      assert.equal("", fresh:read(0)) -- no handshake started either
+      assert.equal("", fresh:drain())
+      H.bad_argument(1, "read", function() c:read(-1) end)
+      H.bad_argument(2, "read_into", function() c:read_into(tlsrekey.buffer(8), -1) end)
+      c:close()
+      H.raises("state", function() c:read(0) end) -- a closed connection still says so
+    end)
+
     it("read_into_buffers over " .. T.name, function()
       local c, s = T.new()
       assert.equal(10, s:write("0123456789"))

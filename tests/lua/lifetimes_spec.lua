@@ -22,7 +22,7 @@ describe("lifetimes", function()
     do
       local cctx, sctx, hostname = tlsrekey.pair_contexts()
       w.cctx, w.sctx = cctx, sctx
-      c, s = core.pair(cctx, sctx, hostname)
+      c, s = core.pair { client_ctx = cctx, server_ctx = sctx, server_hostname = hostname }
     end
     H.cleanup()
     assert.equal(2, count(w))
@@ -136,7 +136,8 @@ describe("lifetimes", function()
       for _, order in ipairs(orders) do
         local objs = {}
         objs.cctx, objs.sctx, objs.hostname = tlsrekey.pair_contexts()
-        objs.c, objs.s = core.pair(objs.cctx, objs.sctx, objs.hostname)
+        objs.c, objs.s = core.pair { client_ctx = objs.cctx, server_ctx = objs.sctx,
+                                           server_hostname = objs.hostname }
         if round == 2 then objs.c:key_update("requested") end
         if round == 3 then objs.s:close() end
         for _, name in ipairs(order) do

@@ -97,6 +97,50 @@ describe("rekey policy", function()
                   aead_limit = true }, c:get_rekey_policy())
   end)
 
+  for _, option in ipairs { "bytes", "records", "seconds" } do
+    it("refuses a zero '" .. option .. "' instead of taking it as no limit", function()
+      local c = tlsrekey.pair()
+      c:set_rekey_policy{ [option] = 5 }
+      for _, zero in ipairs { 0, 0.0 } do
+        local ok, err = pcall(function() c:set_rekey_policy{ [option] = zero } end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'set_rekey_policy'", err, 1, true)
+        assert.matches("'" .. option .. "'", err, 1, true)
+      end
+      assert.equal(5, c:get_rekey_policy()[option]) -- the policy in force is kept
+      local ok, err = pcall(tlsrekey.context, { mode = "client", rekey = { [option] = 0 } })
+      assert.is_false(ok)
+      assert.matches("'" .. option .. "'", err, 1, true)
+      ok, err = pcall(tlsrekey.pair, { rekey = { [option] = 0 } })
+      assert.is_false(ok)
+      assert.matches("'" .. option .. "'", err, 1, true)
+    end)
+  end
+
+  it("takes integral floats as whole counts and refuses fractions", function()
+    local c, s = tlsrekey.pair()
+    c:set_rekey_policy{ bytes = 1e4, records = 2^20 }
+    local policy = c:get_rekey_policy()
+    assert.equal(10000, policy.bytes)
+    assert.equal(math.type(10000), math.type(policy.bytes))
+    assert.equal(1 << 20, policy.records)
+    local data = string.rep("x", 35000)
+    assert.equal(data, send(c, s, data))
+    assert.equal(3, c:stats().automatic_rekeys) -- at 10000, 20000 and 30000 bytes
+    tlsrekey.context { mode = "client", verify = false, rekey = { bytes = 2^30 } }
+    for _, bad in ipairs { { "bytes", 1.5 }, { "records", 0.25 }, { "bytes", math.huge },
+                           { "records", 0 / 0 }, { "bytes", 2.0^64 }, { "records", -1 },
+                           { "records", -1.0 }, { "bytes", math.mininteger } } do
+      local ok, err = pcall(function() c:set_rekey_policy{ [bad[1]] = bad[2] } end)
+      assert.is_false(ok, bad[1] .. " = " .. tostring(bad[2]))
+      assert.matches("bad argument #1 to 'set_rekey_policy'", err, 1, true)
+      assert.matches("'" .. bad[1] .. "'", err, 1, true)
+    end
+    assert.same(policy, c:get_rekey_policy())
+    c:set_rekey_policy{ seconds = 2 }
+    assert.equal(2, c:get_rekey_policy().seconds)
+  end)
+
   it("rejects bad policy tables naming the problem", function()
     local c = tlsrekey.pair()
     assert.has_error(function() c:set_rekey_policy{ byts = 1 } end,

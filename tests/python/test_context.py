@@ -1,10 +1,12 @@
 """Contexts: safe defaults, certificate material from files and memory, versions,
 ciphers, ALPN, client certificates, the key log, connect()."""
 import errno
+import gc
 import os
 import pathlib
 import socket
 import stat
+import weakref
 
 import pytest
 
@@ -75,6 +77,46 @@ def test_ip_address_server_hostname_is_checked_against_the_san(test_cert):
 def test_server_needs_a_certificate():
     with pytest.raises(TypeError, match="cert"):
         tlsrekey.Context.server()
+
+
+def test_a_context_whose_handshakes_could_only_fail_is_refused_naming_the_option(
+        test_cert):
+    """A server needs its certificate's key, and a key needs its certificate: refused
+    where the context is made, naming the option, not later as "no shared cipher"."""
+    cert, key = test_cert
+    with pytest.raises(ValueError, match=r"^key: "):
+        tlsrekey.Context.server(cert)                       # no key in cert's PEM
+    with pytest.raises(ValueError, match=r"^cert: "):
+        tlsrekey.Context.server(b"garbage", key)
+    with pytest.raises(ValueError, match=r"^cert: "):
+        tlsrekey.Context.client(cert, key=key)              # a client key, no cert
+    with pytest.raises(ValueError, match=r"^key: "):
+        tlsrekey.Context.client(cert, cert=cert)            # a client cert, no key
+    # the key may come in the certificate's own PEM
+    client, server = tlsrekey.pair(client_ctx=tlsrekey.Context.client(cert),
+                                   server_ctx=tlsrekey.Context.server(cert + key))
+    client.write(b"x")
+    assert server.read() == b"x"
+
+
+def test_a_context_can_be_weakly_referenced(test_cert):
+    """A cache of contexts keyed weakly (as people keep ssl.SSLContext objects) works:
+    the reference lives as long as the context, which its connections keep alive."""
+    ctx = tlsrekey.Context.server(*test_cert)
+    ref = weakref.ref(ctx)
+    cache = weakref.WeakValueDictionary(server=ctx)
+    assert ref() is ctx and cache["server"] is ctx
+    client, server = tlsrekey.pair(client_ctx=tlsrekey.Context.client(test_cert[0]),
+                                   server_ctx=ctx)
+    del ctx
+    gc.collect()
+    assert ref() is not None                 # the server connection keeps it
+    server.close()
+    del client, server
+    gc.collect()
+    assert ref() is None and "server" not in cache
+    bare = tlsrekey._tlsrekey.Context("client")   # the C type alone, too
+    assert weakref.ref(bare)() is bare
 
 
 def test_bare_context_takes_a_role():
@@ -246,6 +288,30 @@ def test_pair_with_contexts_rejects_bad_input(test_cert):
         tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, groups="P-256")
     with pytest.raises(TypeError, match="cert"):
         tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx, cert=test_cert[0])
+    # a TLS context with a DTLS one: the refusal names the two arguments
+    with pytest.raises(ValueError) as info:
+        tlsrekey.pair(client_ctx=client_ctx,
+                      server_ctx=tlsrekey.Context.server(*test_cert, dtls=True))
+    assert "client_ctx" in str(info.value) and "server_ctx" in str(info.value)
+
+
+BAD_PEM = b"-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("option", ["cert", "cafile", "client_cert", "client_key"])
+def test_pair_errors_name_the_pairs_own_option(test_cert, option):
+    """pair() spreads its options over two contexts (cert also becomes the client's
+    cafile, client_cert the server's): an error names the option the caller wrote."""
+    cert, key = test_cert
+    given = {"cert": {"cert": BAD_PEM, "key": key},
+             "cafile": {"cafile": BAD_PEM},
+             "client_cert": {"client_cert": BAD_PEM, "client_key": key},
+             "client_key": {"client_cert": cert, "client_key": BAD_PEM}}[option]
+    with pytest.raises(ValueError, match=f"^{option}: "):
+        tlsrekey.pair(**given)
+    if option == "client_key":       # a key alone: its certificate is what is missing
+        with pytest.raises(ValueError, match="^client_cert: "):
+            tlsrekey.pair(client_key=key)
 
 
 # -- ALPN -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ test the same thing. Every socket, thread and process started here is closed,
 joined or killed when its test ends; every wait has a deadline.
 """
 import os
+import re
 import select
 import shutil
 import socket
@@ -588,9 +589,15 @@ def test_dtls_memory_retransmission_after_loss(test_cert):
 
 def test_dtls_mtu_fragments_the_handshake(test_cert):
     client, server = memory_ends(test_cert)
-    for mtu in (0, 100):                    # 100: below OpenSSL's minimum (256)
-        with pytest.raises(ValueError, match="mtu"):
+    ranges = set()
+    for mtu in (0, 100, 70000):             # 100: below OpenSSL's minimum (256)
+        with pytest.raises(ValueError, match="mtu") as info:
             client.set_mtu(mtu)
+        # every refusal states the one valid range, which holds none of them
+        lo, hi = map(int, re.search(r"(\d+) to (\d+)", str(info.value)).groups())
+        assert lo > 100 and hi < 70000, info.value
+        ranges.add((lo, hi))
+    assert len(ranges) == 1
     with pytest.raises(TypeError):
         client.set_mtu("1500")
     with pytest.raises(ValueError, match="mtu"):

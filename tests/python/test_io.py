@@ -6,8 +6,10 @@ import random
 import select
 import signal
 import socket
+import sys
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -553,18 +555,62 @@ def test_read_into_buffers(make_link):
     assert link.client.read_into(arr) == 3 and arr.tobytes()[:3] == b"789"
     with pytest.raises(ValueError):
         link.client.read_into(bytearray(2), 5)
-    with pytest.raises(ValueError):
-        link.client.read_into(bytearray(0))
     with pytest.raises(TypeError):
         link.client.read_into(b"immutable")
 
 
-def test_read_size_must_be_positive(make_link):
+def test_a_read_of_nothing_returns_nothing_at_once(make_link, test_cert):
+    """read(0) is b"" and read_into(<empty>) 0, as io, socket and ssl give: nothing
+    asked, nothing taken, nothing waited for (a blocking socket with no data)."""
     link = make_link()
+    client = link.client
+    assert client.read(0) == b""
+    assert client.read_into(bytearray()) == 0
+    assert client.read_into(bytearray(8), 0) == 0
+    link.server.write(b"kept")
+    assert client.read(0) == b"" and client.read_into(memoryview(bytearray(4))[:0]) == 0
+    got = b""
+    while len(got) < 4:
+        got += client.read()
+    assert got == b"kept"                     # what arrived stays for the next read
+    fresh = tlsrekey.Context.client(test_cert[0]).memory("localhost")
+    assert fresh.read(0) == b""               # no handshake started either
+    assert fresh.drain() == b""
     with pytest.raises(ValueError):
-        link.client.read(0)
+        client.read(-5)
     with pytest.raises(ValueError):
-        link.client.read(-5)
+        client.read_into(bytearray(8), -1)
+    client.close()
+    with pytest.raises(tlsrekey.StateError):  # a closed connection still says so
+        client.read(0)
+
+
+def test_a_large_read_size_sets_aside_what_can_arrive_not_what_was_asked(make_link):
+    """read(n) returns up to n bytes: a huge n gets what has arrived, and the buffer
+    it makes is as large as what can arrive (a record, or data already here), not n.
+    read(1 << 40) was a bare MemoryError, read(1 << 30) took a GiB at each call."""
+    link = make_link()
+    client, server = link.client, link.server
+    server.write(b"hello")
+    assert client.read(1 << 40) == b"hello"
+    data = os.urandom(300_000)
+
+    def read_all():
+        got = b""
+        while len(got) < len(data):
+            got += client.read(sys.maxsize)
+        return got
+
+    assert link.both(lambda: server.write(data), read_all)[1] == data
+    server.write(b"x")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        assert client.read(1 << 30) == b"x"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_pending_counts_decrypted_bytes(make_link):
@@ -582,10 +628,16 @@ def test_write_takes_any_buffer(make_link):
     assert link.client.write(bytearray(b"ba")) == 2
     assert link.client.write(memoryview(b"xmvx")[1:3]) == 2
     assert link.client.write(array.array("B", [65, 66])) == 2
+    # the count is of bytes, as socket.send() and ssl's write() give: for items
+    # wider than a byte it is not len(data)
+    wide = array.array("i", [1, 2, 3])
+    assert link.client.write(wide) == memoryview(wide).nbytes == 3 * wide.itemsize
+    assert link.client.write(memoryview(wide).cast("B")[4:]) == 2 * wide.itemsize
+    want = b"bamvAB" + wide.tobytes() + wide.tobytes()[4:]
     got = b""
-    while len(got) < 6:
+    while len(got) < len(want):
         got += link.server.read()
-    assert got == b"bamvAB"
+    assert got == want
     with pytest.raises(TypeError):
         link.client.write("text")
 

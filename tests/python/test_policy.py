@@ -140,6 +140,46 @@ def test_bad_policies_are_clear_errors():
         c.set_rekey_policy(records=1)
 
 
+@pytest.mark.parametrize("option", ["bytes", "records", "seconds"])
+def test_a_zero_threshold_is_refused_not_taken_as_no_limit(option):
+    """0 used to switch the threshold off without a word; a threshold given must be
+    positive (None / leaving it out is "no limit"), wherever a policy is given."""
+    c, _ = tlsrekey.pair()
+    c.set_rekey_policy(**{option: 5})
+    with pytest.raises(ValueError, match=option):
+        c.set_rekey_policy(**{option: 0})
+    assert c.get_rekey_policy()[option] == 5        # the policy in force is kept
+    with pytest.raises(ValueError, match=option):
+        c.set_rekey_policy(**{option: 0.0})
+    with pytest.raises(ValueError, match=option):
+        tlsrekey.Context.client(rekey={option: 0})
+    with pytest.raises(ValueError, match=option):
+        tlsrekey.pair(rekey={option: 0})
+
+
+def test_integral_floats_are_whole_counts_and_fractions_are_refused():
+    c, s = tlsrekey.pair()
+    c.set_rekey_policy(bytes=1e4, records=2.0 ** 20)
+    policy = c.get_rekey_policy()
+    assert policy["bytes"] == 10_000 and type(policy["bytes"]) is int
+    assert policy["records"] == 1 << 20
+    data = os.urandom(35_000)
+    assert c.write(data) == len(data)
+    assert _read_exactly(s, len(data)) == data
+    assert c.stats["automatic_rekeys"] == 3          # at 10000, 20000, 30000 bytes
+    assert tlsrekey.Context.server(*tlsrekey.make_test_cert(),
+                                   rekey={"bytes": 1e9}) is not None
+    for option, value in [("bytes", 1.5), ("records", 0.25), ("bytes", float("inf")),
+                          ("records", float("nan")), ("bytes", 2.0 ** 64),
+                          ("bytes", 2 ** 64), ("records", -1), ("records", -1.0)]:
+        with pytest.raises(ValueError, match=option):
+            c.set_rekey_policy(**{option: value})
+    assert c.get_rekey_policy() == policy
+    c.set_rekey_policy(bytes=2 ** 64 - 1, seconds=2)  # the largest count, whole seconds
+    assert c.get_rekey_policy()["bytes"] == 2 ** 64 - 1
+    assert c.get_rekey_policy()["seconds"] == 2.0
+
+
 def test_records_threshold_counted_by_openssl_s_server(cert_files, tmp_path):
     """1000 one-record writes with records=10: s_server -msg sees 99 KeyUpdates."""
     with socket.socket() as probe:
