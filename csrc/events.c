@@ -173,6 +173,7 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
         }
         c->auto_pending = 0;
         trk__epoch_reset(c); /* new keys both ways */
+        trk__read_epoch_reset(c);
         if (c->stats.handshakes > 1) { /* a renegotiation (trk_conn_stats) */
             ev.type = TRK_EV_RENEGOTIATION_DONE;
         } else {
@@ -192,9 +193,12 @@ static void handshake_message(trk_conn *c, int sent, const unsigned char *p, siz
             ev.automatic = c->auto_pending;
             c->auto_pending = 0;
             trk__epoch_reset(c); /* our sending key changes after this message */
-        } else if (r != NULL) {
-            r->key_updates_received++;
-            r->key_update_requests_received += (unsigned)ev.request_update;
+        } else {
+            if (r != NULL) {
+                r->key_updates_received++;
+                r->key_update_requests_received += (unsigned)ev.request_update;
+            }
+            trk__read_epoch_reset(c); /* the peer's sending key changes after it */
         }
         ev.type = sent ? TRK_EV_KEY_UPDATE_SENT : TRK_EV_KEY_UPDATE_RECEIVED;
         break;

@@ -200,6 +200,11 @@ typedef struct trk_conn_extra {
      * much of it went out before the chunk OpenSSL holds, and that chunk's length
      * (a rekey policy writes in chunks). The same call again resumes there. */
     size_t pend_total, pend_done, pend_chunk;
+
+    /* The policy's read_bytes: application bytes read under the peer's current
+     * key, and whether the request for its update is out (policy.c). */
+    uint64_t read_epoch_bytes;
+    _Bool read_rekey_asked;
 } trk_conn_extra;
 
 struct trk_conn {
@@ -254,6 +259,12 @@ struct trk_conn {
 trk_status trk__take_in_renegotiation(trk_conn *c, const char *op, trk_error *err);
 /* The rekey_overdue event (events.c). */
 void trk__emit_rekey_overdue(trk_conn *c);
+/* After a read of n bytes under a policy with read_bytes: 1 when the peer's key has
+ * carried enough and an update (or a renegotiation) is now scheduled, for the read
+ * to send (policy.c). */
+int trk__read_rekey_due(trk_conn *c, size_t n);
+/* The peer's sending key changed (events.c): the read count starts anew. */
+void trk__read_epoch_reset(trk_conn *c);
 
 /* trk_conn_read's step (io.c). */
 int trk__step_read(trk_conn *c, void *arg, size_t *n);

@@ -236,6 +236,24 @@ static size_t take_stash(trk_conn *conn, void *buf, size_t cap)
     return k;
 }
 
+/* The update (or renegotiation) the policy's read_bytes asked for goes out from
+ * the read that counted the bytes: a program that only reads would never send it.
+ * Without waiting: what cannot leave now leaves with the next call; a failure is
+ * the connection's (remembered, reported by the next call), not this read's,
+ * whose data is returned. Returns 1 when an event callback failed on the way (the
+ * read reports it, its data kept for the next read). */
+static int send_read_rekey(trk_conn *conn)
+{
+    trk_error scratch;
+    size_t n = 0;
+    unsigned nowait = conn->sock.nowait;
+    conn->sock.nowait = 1;
+    trk_status st = trk__drive(conn, step_handshake, NULL, &n, "read", &scratch);
+    conn->sock.nowait = nowait & 1;
+    trk__err_clear();
+    return st == TRK_CALLBACK;
+}
+
 trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
                          trk_error *err)
 {
@@ -260,6 +278,9 @@ trk_status trk_conn_read(trk_conn *conn, void *buf, size_t cap, size_t *n,
         *n = take_stash(conn, buf, cap);
         st = TRK_OK;
     }
+    if (st == TRK_OK && conn->own_policy && trk__read_rekey_due(conn, *n) &&
+        send_read_rekey(conn))
+        st = trk__fail(err, TRK_CALLBACK, "callback failed", "read: an event callback failed");
     if (st == TRK_OK) {
         conn->stats.bytes_read += *n;
     } else {

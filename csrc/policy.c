@@ -33,7 +33,9 @@ static int is_default(const trk_rekey_policy *p)
 {
     const trk_rekey_policy *d = &trk__default_policy;
     return p->bytes == d->bytes && p->records == d->records &&
+           p->read_bytes == d->read_bytes &&
            memcmp(&p->seconds, &d->seconds, sizeof p->seconds) == 0 &&
+           memcmp(&p->min_interval, &d->min_interval, sizeof p->min_interval) == 0 &&
            p->request_peer == d->request_peer &&
            p->use_renegotiation == d->use_renegotiation && p->aead_limit == d->aead_limit;
 }
@@ -73,7 +75,13 @@ void trk_testing_set_aead_scale(uint64_t divisor)
 
 static int has_thresholds(const trk_rekey_policy *p)
 {
-    return p->bytes > 0 || p->records > 0 || p->seconds > 0;
+    return p->bytes > 0 || p->records > 0 || p->seconds > 0 || p->read_bytes > 0;
+}
+
+/* The policy's rekeys wait: this end's key changed less than min_interval ago. */
+static int deferred(const trk_conn *c, const trk_rekey_policy *p)
+{
+    return p->min_interval > 0 && trk__now() - c->epoch_start < p->min_interval;
 }
 
 /* Where the value of a threshold goes, by its option name; NULL for another name. */
@@ -90,6 +98,10 @@ static int threshold(trk_rekey_policy *p, const char *name, uint64_t **count,
         *count = &p->records;
     else if (strcmp(name, "seconds") == 0)
         *seconds = &p->seconds;
+    else if (strcmp(name, "read_bytes") == 0)
+        *count = &p->read_bytes;
+    else if (strcmp(name, "min_interval") == 0)
+        *seconds = &p->min_interval;
     else
         return 0;
     return 1;
@@ -147,8 +159,9 @@ trk_status trk_rekey_policy_set_number(trk_rekey_policy *policy, const char *nam
     if (seconds != NULL) {
         if (isinf(value))
             return trk__fail(err, TRK_ARG, "invalid rekey threshold",
-                             "rekey policy 'seconds' must be finite (leave it out for "
-                             "no limit)");
+                             "rekey policy '%s' must be finite (leave it out for "
+                             "none)",
+                             name);
         *seconds = value;
         return TRK_OK;
     }
@@ -161,7 +174,7 @@ trk_status trk_rekey_policy_set_number(trk_rekey_policy *policy, const char *nam
     if (value != floor(value))
         return trk__fail(err, TRK_ARG, "invalid rekey threshold",
                          "rekey policy '%s' counts whole %s: %s is not a whole number",
-                         name, strcmp(name, "bytes") == 0 ? "bytes" : "records", shown);
+                         name, strcmp(name, "records") == 0 ? "records" : "bytes", shown);
     *count = (uint64_t)value;
     return TRK_OK;
 }
@@ -173,6 +186,10 @@ static trk_status check_policy(const trk_rekey_policy *p, trk_error *err)
     if (isnan(p->seconds) || p->seconds < 0)
         return trk__fail(err, TRK_ARG, "invalid seconds",
                          "rekey policy: seconds must be 0 (none) or positive");
+    if (isnan(p->min_interval) || p->min_interval < 0 || isinf(p->min_interval))
+        return trk__fail(err, TRK_ARG, "invalid min_interval",
+                         "rekey policy: min_interval must be 0 (none) or a finite "
+                         "positive number of seconds");
     return TRK_OK;
 }
 
@@ -279,9 +296,20 @@ static int server_asked(const trk_conn *c)
  * threshold rekeys before it (unless it is the first of its epoch). A TLS 1.2
  * server asks at three quarters of its limits: the client's new handshake takes a
  * round trip to come back, and the limit should hold meanwhile. */
+/* The AEAD record limit alone (record_limit made it known): what min_interval
+ * never defers. */
+static uint64_t aead_only(const trk_conn *c, const trk_rekey_policy *p)
+{
+    return p->aead_limit && is_tls13(c) && c->aead_known ? c->aead_records : 0;
+}
+
 static int epoch_exhausted(trk_conn *c, uint64_t rec_limit, size_t upcoming)
 {
     const trk_rekey_policy *p = trk__policy(c);
+    if (deferred(c, p)) {
+        uint64_t aead = aead_only(c, p);
+        return aead > 0 && c->epoch_records >= aead;
+    }
     uint64_t bytes = p->bytes;
     if (c->role == TRK_SERVER && !c->dtls && !is_tls13(c)) {
         bytes -= bytes / 4;
@@ -291,6 +319,48 @@ static int epoch_exhausted(trk_conn *c, uint64_t rec_limit, size_t upcoming)
                           (c->epoch_bytes > 0 && upcoming > bytes - c->epoch_bytes))) ||
            (rec_limit > 0 && c->epoch_records >= rec_limit) ||
            (p->seconds > 0 && trk__now() - c->epoch_start >= p->seconds);
+}
+
+void trk__read_epoch_reset(trk_conn *c)
+{
+    if (c->x != NULL) {
+        c->x->read_epoch_bytes = 0;
+        c->x->read_rekey_asked = 0;
+    }
+}
+
+int trk__read_rekey_due(trk_conn *c, size_t n)
+{
+    const trk_rekey_policy *p = trk__policy(c);
+    trk_conn_extra *x = c->x;
+    if (p->read_bytes == 0 || x == NULL || !c->handshake_done)
+        return 0;
+    x->read_epoch_bytes += n;
+    if (x->read_rekey_asked || x->read_epoch_bytes < p->read_bytes || c->write_pending ||
+        deferred(c, p) || c->hs.in_handshake)
+        return 0;
+    if (is_tls13(c)) {
+        if (SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE)
+            return 0; /* one is on its way: it goes out first */
+        if (SSL_key_update(c->ssl, SSL_KEY_UPDATE_REQUESTED) != 1) {
+            trk__err_clear();
+            return 0;
+        }
+    } else {
+        if (c->dtls || !p->use_renegotiation || SSL_renegotiate_pending(c->ssl))
+            return 0;
+        if (SSL_renegotiate(c->ssl) != 1) {
+            trk__err_clear();
+            return 0;
+        }
+        c->hs.reneg_ours = 1;
+    }
+    x->read_rekey_asked = 1;
+    c->auto_pending = 1;
+    trk_rare_counters *r = trk__rare(c);
+    if (r != NULL)
+        r->automatic_rekeys++;
+    return 1;
 }
 
 /* Schedules the policy's rekey if the epoch is used up. */
@@ -328,7 +398,10 @@ static size_t allowance(trk_conn *c, size_t want, uint64_t rec_limit)
     int fresh = rekey_scheduled(c);
     uint64_t used_b = fresh ? 0 : c->epoch_bytes, used_r = fresh ? 0 : c->epoch_records;
     uint64_t lim = want;
-    if (p->bytes > 0)
+    int wait = !fresh && deferred(c, p); /* thresholds wait; the AEAD limit does not */
+    if (wait)
+        rec_limit = aead_only(c, p);
+    if (p->bytes > 0 && !wait)
         lim = used_b >= p->bytes ? 0 : (p->bytes - used_b < lim ? p->bytes - used_b : lim);
     if (rec_limit > 0) {
         uint64_t left = used_r >= rec_limit ? 0 : rec_limit - used_r;

@@ -564,6 +564,15 @@ typedef struct trk_rekey_policy {
     int request_peer;       /* TLS 1.3: ask the peer to update too */
     int use_renegotiation;  /* TLS 1.2: rekey by renegotiation instead of failing */
     int aead_limit;         /* RFC 8446 5.5 limits on TLS 1.3 (default 1) */
+    uint64_t read_bytes;    /* application bytes received under one key of the
+                               peer's; then the core asks the peer to update (TLS
+                               1.3: a KeyUpdate requesting one, sent from inside the
+                               read; TLS 1.2: a renegotiation); 0: no limit */
+    double min_interval;    /* seconds: no automatic rekey sooner than this after
+                               this end's key last changed (a peer may drop a
+                               connection that updates too often: GnuTLS allows 8
+                               a second); the thresholds wait for it, never the
+                               AEAD limit; 0: none */
 } trk_rekey_policy;
 
 /* The default: no thresholds, aead_limit on. */

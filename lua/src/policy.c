@@ -1,6 +1,7 @@
 /*
  * policy.c - rekey policy tables: { bytes = n, records = n, seconds = s,
- * request_peer = bool, use_renegotiation = bool, aead_limit = bool }, converted to
+ * request_peer = bool, use_renegotiation = bool, aead_limit = bool, read_bytes = n,
+ * min_interval = s }, converted to
  * and from the core's trk_rekey_policy. A nil or false threshold is left out (no
  * limit).
  */
@@ -8,8 +9,10 @@
 
 #include "shim.h"
 
-static const char *const policy_keys[] = {"bytes", "records", "seconds", "request_peer",
-                                          "use_renegotiation", "aead_limit", NULL};
+static const char *const policy_keys[] = {"bytes",        "records",
+                                          "seconds",      "request_peer",
+                                          "use_renegotiation", "aead_limit",
+                                          "read_bytes",   "min_interval", NULL};
 
 /* One threshold: nil or false leaves it out (no limit); a number goes to the core,
  * which decides what values a threshold may take and says so naming it. */
@@ -66,6 +69,8 @@ void ltrk_check_policy(lua_State *L, int idx, int arg, trk_rekey_policy *p)
     threshold_field(L, idx, arg, p, "bytes");
     threshold_field(L, idx, arg, p, "records");
     threshold_field(L, idx, arg, p, "seconds");
+    threshold_field(L, idx, arg, p, "read_bytes");
+    threshold_field(L, idx, arg, p, "min_interval");
     p->request_peer = flag_field(L, idx, arg, "request_peer", 0);
     p->use_renegotiation = flag_field(L, idx, arg, "use_renegotiation", 0);
     p->aead_limit = flag_field(L, idx, arg, "aead_limit", 1);
@@ -92,6 +97,14 @@ void ltrk_push_policy(lua_State *L, const trk_rekey_policy *p)
     lua_setfield(L, -2, "use_renegotiation");
     lua_pushboolean(L, p->aead_limit);
     lua_setfield(L, -2, "aead_limit");
+    if (p->read_bytes > 0) {
+        lua_pushinteger(L, (lua_Integer)p->read_bytes);
+        lua_setfield(L, -2, "read_bytes");
+    }
+    if (p->min_interval > 0) {
+        lua_pushnumber(L, p->min_interval);
+        lua_setfield(L, -2, "min_interval");
+    }
 }
 
 /* core._testing_set_aead_scale(divisor): tests watch the AEAD limit act. */

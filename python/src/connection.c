@@ -1751,7 +1751,8 @@ static PyMethodDef Connection_methods[] = {
     {"set_rekey_policy", SHIM_METH(Connection_set_rekey_policy),
      METH_VARARGS | METH_KEYWORDS,
      "set_rekey_policy(*, bytes=None, records=None, seconds=None, request_peer=False,\n"
-     "                 use_renegotiation=False, aead_limit=True) -> None\n\n"
+     "                 use_renegotiation=False, aead_limit=True, read_bytes=None,\n"
+     "                 min_interval=None) -> None\n\n"
      "Rekey automatically: before the write that would send more than `bytes`\n"
      "application bytes or `records` records under one sending key, or at the first\n"
      "write `seconds` after the key last changed, the core sends a KeyUpdate\n"
@@ -1760,8 +1761,12 @@ static PyMethodDef Connection_methods[] = {
      "positive (0 is a ValueError), counts whole (an int, or a float such as 1e9).\n"
      "aead_limit keeps the RFC 8446\n"
      "5.5 limits on AES-GCM/CCM. On TLS 1.2 thresholds raise StateError unless\n"
-     "use_renegotiation=True (the core then renegotiates). Replaces the policy\n"
-     "inherited from the context."},
+     "use_renegotiation=True (the core then renegotiates). read_bytes: after that\n"
+     "many bytes received under one key of the peer's, a read asks the peer to\n"
+     "update (a KeyUpdate requesting one; TLS 1.2: a renegotiation). min_interval:\n"
+     "no automatic rekey sooner than this many seconds after the last (the\n"
+     "thresholds wait; the AEAD limit does not). Replaces the policy inherited\n"
+     "from the context."},
     {"get_rekey_policy", (PyCFunction)Connection_get_rekey_policy, METH_NOARGS,
      "get_rekey_policy() -> dict\n\n"
      "The connection's rekey policy, keyed like set_rekey_policy()'s arguments."},

@@ -1,7 +1,8 @@
 /*
  * policy.c - rekey policies between Python keywords and the core's
  * trk_rekey_policy: bytes=None, records=None, seconds=None, request_peer=False,
- * use_renegotiation=False, aead_limit=True (None leaves a threshold out: no limit).
+ * use_renegotiation=False, aead_limit=True, read_bytes=None, min_interval=None (None
+ * leaves a threshold out: no limit).
  */
 #include <math.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 #include "shim.h"
 
 static char *policy_kwlist[] = {"bytes", "records", "seconds", "request_peer",
-                                "use_renegotiation", "aead_limit", NULL};
+                                "use_renegotiation", "aead_limit", "read_bytes",
+                                "min_interval", NULL};
 
 /* One threshold given as a keyword: None leaves it out (no limit); an int, or a float
  * (or any other number, for seconds), goes to the core, which decides what values a
@@ -23,7 +25,8 @@ static int threshold_arg(PyObject *obj, const char *name, trk_rekey_policy *p)
         return 0;
     if (PyBool_Check(obj) ||
         !(PyIndex_Check(obj) || PyFloat_Check(obj) ||
-          (strcmp(name, "seconds") == 0 && PyNumber_Check(obj)))) {
+          ((strcmp(name, "seconds") == 0 || strcmp(name, "min_interval") == 0) &&
+           PyNumber_Check(obj)))) {
         PyErr_Format(PyExc_TypeError, "%s: expected a number or None, not %.100s", name,
                      Py_TYPE(obj)->tp_name);
         return -1;
@@ -71,17 +74,21 @@ int shim_parse_policy(PyObject *args, PyObject *kwds, const char *fname,
                       trk_rekey_policy *p)
 {
     PyObject *bytes = Py_None, *records = Py_None, *seconds = Py_None;
+    PyObject *read_bytes = Py_None, *min_interval = Py_None;
     int request_peer = 0, use_renegotiation = 0, aead_limit = 1;
     char format[64];
 
-    PyOS_snprintf(format, sizeof format, "|$OOOppp:%s", fname);
+    PyOS_snprintf(format, sizeof format, "|$OOOpppOO:%s", fname);
     if (!PyArg_ParseTupleAndKeywords(args, kwds, format, policy_kwlist, &bytes,
                                      &records, &seconds, &request_peer,
-                                     &use_renegotiation, &aead_limit))
+                                     &use_renegotiation, &aead_limit, &read_bytes,
+                                     &min_interval))
         return -1;
     trk_rekey_policy_default(p);
     if (threshold_arg(bytes, "bytes", p) < 0 || threshold_arg(records, "records", p) < 0 ||
-        threshold_arg(seconds, "seconds", p) < 0)
+        threshold_arg(seconds, "seconds", p) < 0 ||
+        threshold_arg(read_bytes, "read_bytes", p) < 0 ||
+        threshold_arg(min_interval, "min_interval", p) < 0)
         return -1;
     p->request_peer = request_peer;
     p->use_renegotiation = use_renegotiation;
@@ -95,16 +102,23 @@ PyObject *shim_policy_dict(const trk_rekey_policy *p)
     PyObject *records = p->records ? PyLong_FromUnsignedLongLong(p->records)
                                    : Py_NewRef(Py_None);
     PyObject *seconds = p->seconds > 0 ? PyFloat_FromDouble(p->seconds) : Py_NewRef(Py_None);
+    PyObject *read_bytes = p->read_bytes ? PyLong_FromUnsignedLongLong(p->read_bytes)
+                                         : Py_NewRef(Py_None);
+    PyObject *min_interval = p->min_interval > 0 ? PyFloat_FromDouble(p->min_interval)
+                                                 : Py_NewRef(Py_None);
     PyObject *d = NULL;
-    if (bytes && records && seconds)
-        d = Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O}", "bytes", bytes, "records", records,
-                          "seconds", seconds, "request_peer",
+    if (bytes && records && seconds && read_bytes && min_interval)
+        d = Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "bytes", bytes, "records",
+                          records, "seconds", seconds, "request_peer",
                           p->request_peer ? Py_True : Py_False, "use_renegotiation",
                           p->use_renegotiation ? Py_True : Py_False, "aead_limit",
-                          p->aead_limit ? Py_True : Py_False);
+                          p->aead_limit ? Py_True : Py_False, "read_bytes", read_bytes,
+                          "min_interval", min_interval);
     Py_XDECREF(bytes);
     Py_XDECREF(records);
     Py_XDECREF(seconds);
+    Py_XDECREF(read_bytes);
+    Py_XDECREF(min_interval);
     return d;
 }
 

@@ -250,3 +250,47 @@ describe("rekey policy on a TLS 1.2 server", function()
     assert.equal(s:stats().renegotiations, c:stats().renegotiations)
   end)
 end)
+
+describe("rekey policy on what is read", function()
+  after_each(function() collectgarbage(); collectgarbage() end)
+
+  it("read_bytes asks the peer to update from inside the reads of a download", function()
+    local c, s = tlsrekey.pair { max_version = "TLSv1.3" }
+    c:set_rekey_policy { read_bytes = 100000 }
+    assert.equal(100000, c:get_rekey_policy().read_bytes)
+    local piece = string.rep("d", 16384)
+    for _ = 1, 64 do                         -- 1 MiB
+      assert.equal(#piece, s:write(piece))
+      local got = 0
+      while got < #piece do got = got + #assert(c:read(65536)) end
+      local _, want = s:read()               -- an event loop: takes in what came
+      assert.equal("want_read", want)
+    end
+    local requests = c:stats().key_update_requests_sent
+    assert.is_true(requests >= 8 and requests <= 11, tostring(requests))
+    assert.equal(requests, c:stats().automatic_rekeys)
+    assert.equal(requests, s:stats().key_update_requests_received)
+  end)
+
+  it("min_interval makes the thresholds wait", function()
+    local c, s = tlsrekey.pair { max_version = "TLSv1.3" }
+    c:set_rekey_policy { bytes = 10000, min_interval = 30 }
+    assert.equal(30, c:get_rekey_policy().min_interval)
+    local data = string.rep("x", 500000)
+    assert.equal(#data, c:write(data))
+    local got = 0
+    while got < #data do got = got + #assert(s:read(65536)) end
+    assert.equal(0, c:stats().key_updates_sent)
+  end)
+
+  it("refuses a read_bytes or min_interval that means nothing", function()
+    local c = tlsrekey.pair()
+    for _, bad in ipairs { { read_bytes = 0 }, { min_interval = 0 }, { min_interval = -1 },
+                           { min_interval = math.huge }, { read_bytes = 1.5 } } do
+      local name = next(bad)
+      local ok, err = pcall(c.set_rekey_policy, c, bad)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(name, 1, true), tostring(err))
+    end
+  end)
+end)

@@ -118,7 +118,8 @@ def test_policy_on_tls12_needs_use_renegotiation(make_link):
     assert c.stats["automatic_rekeys"] == 3
     assert c.get_rekey_policy() == {"bytes": None, "records": 5, "seconds": None,
                                     "request_peer": False, "use_renegotiation": True,
-                                    "aead_limit": True}
+                                    "aead_limit": True, "read_bytes": None,
+                                    "min_interval": None}
 
 
 def test_bad_policies_are_clear_errors():
@@ -267,3 +268,76 @@ def test_a_tls12_server_that_only_writes_holds_its_renegotiation_limit(test_cert
         assert not big or overdue, "epochs over the limit, no rekey_overdue: %r" % big
     finally:
         link.close()
+
+
+def test_read_bytes_rekeys_a_download(test_cert):
+    """A program that only reads: after read_bytes received under one key of the
+    peer's, a read asks the peer to update, and the peer's sending key changes
+    (issue 15, item 10). The server is an event-loop server: between its writes it
+    takes in what arrived (as nginx does), so it sees the requests."""
+    from conftest import socket_link
+    import threading
+    link = socket_link(*test_cert, max_version="TLSv1.3")
+    c, s = link.client, link.server
+    try:
+        c.set_rekey_policy(read_bytes=100_000)
+        assert c.get_rekey_policy()["read_bytes"] == 100_000
+        data = os.urandom(1_000_000)
+
+        def serve():
+            for i in range(0, len(data), 16384):
+                s.write(data[i:i + 16384])
+                link.server_nonblocking_read()
+            s.write(b"")        # the last reply owed goes out
+        t = threading.Thread(target=serve)
+        t.start()
+        got = _read_exactly(c, len(data))
+        t.join(TIMEOUT)
+        assert got == data
+        # the peer changes its key when it has read the request: what was in flight
+        # meanwhile (the socket buffers) still went under the old key, so there are
+        # fewer requests than 1 MB / 100 kB, and never more
+        requests = c.stats["key_update_requests_sent"]
+        assert 3 <= requests <= 10, requests
+        assert c.stats["automatic_rekeys"] == requests
+        assert s.stats["key_update_requests_received"] == requests
+        assert s.stats["key_updates_sent"] == requests
+    finally:
+        link.close()
+
+
+def test_min_interval_spaces_automatic_updates(make_link):
+    link = make_link()
+    c, s = link.client, link.server
+    c.set_rekey_policy(bytes=10_000, min_interval=30)
+    data = os.urandom(500_000)
+    assert send(link, c, s, data) == data
+    # 50 thresholds crossed in well under 30 s: none of them rekeyed yet
+    assert c.stats["key_updates_sent"] == 0
+    c.set_rekey_policy(bytes=10_000)
+    assert send(link, c, s, data) == data
+    assert c.stats["key_updates_sent"] >= 49
+
+
+def test_min_interval_never_defers_the_aead_limit():
+    # scaled down (before the connection learns it) so that a test reaches it
+    tlsrekey._tlsrekey._testing_set_aead_scale(1 << 16)     # 256 records per key
+    try:
+        c, s = tlsrekey.pair(max_version="TLSv1.3", ciphersuites="TLS_AES_128_GCM_SHA256")
+        c.set_rekey_policy(bytes=1 << 30, min_interval=30)
+        for _ in range(600):
+            c.write(b"r")
+            assert s.read() == b"r"
+        assert c.stats["key_updates_sent"] >= 2
+    finally:
+        tlsrekey._tlsrekey._testing_set_aead_scale(1)
+
+
+@pytest.mark.parametrize("name,value", [("read_bytes", 0), ("min_interval", 0),
+                                        ("min_interval", -1.0),
+                                        ("min_interval", float("inf")),
+                                        ("read_bytes", 1.5)])
+def test_read_bytes_and_min_interval_refuse_what_means_nothing(name, value):
+    c, _ = tlsrekey.pair()
+    with pytest.raises(ValueError, match=name):
+        c.set_rekey_policy(**{name: value})
