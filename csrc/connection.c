@@ -36,6 +36,14 @@ static int is_ip_literal(const char *name)
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
+static int is_ascii(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
 /* Common part of every constructor: the SSL object, role, host name, callbacks. */
 static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn **out,
                            trk_error *err)
@@ -74,6 +82,15 @@ static trk_status conn_new(trk_ctx *ctx, const char *server_hostname, trk_conn *
     c->epoch_start = trk__now();
     if (c->role == TRK_CLIENT) {
         SSL_set_connect_state(c->ssl);
+        if (server_hostname != NULL && !is_ascii(server_hostname)) {
+            /* OpenSSL would send the bytes as SNI and compare them with the
+             * certificate's names, which are ASCII: a mismatch far from its cause. */
+            trk_conn_free(c);
+            return trk__fail(err, TRK_ARG, "invalid server_hostname",
+                             "server_hostname '%.100s' is not ASCII: give an "
+                             "internationalized name in its IDNA form (xn--...)",
+                             server_hostname);
+        }
         if (server_hostname != NULL && server_hostname[0] != '\0') {
             int ip = is_ip_literal(server_hostname);
             /* RFC 6066: SNI carries host names, never address literals. */

@@ -239,7 +239,9 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
  * context may be freed before its connections. The role comes from the context.
  * `server_hostname` (may be NULL) is, for a client, the SNI name and the name checked
  * against the certificate when the context checks host names: a client context with
- * the check on and no name fails with TRK_ARG. Servers ignore it.
+ * the check on and no name fails with TRK_ARG, and so does a name that is not ASCII
+ * (an internationalized one goes in its IDNA form, "xn--bcher-kva.example", as
+ * certificates hold it). Servers ignore it.
  */
 
 /* Timeouts in seconds: TRK_TIMEOUT_NONE blocks for as long as it takes;
