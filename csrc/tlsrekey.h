@@ -294,7 +294,9 @@ trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
  * this returns (both ends complete). Whenever one end would wait for the other, the
  * core moves the other end forward itself (it reads what is waiting for it, keeping
  * any application data for that end's next read), so a renegotiation or a key update
- * request completes inside ordinary calls. Both ends must be serialised together.
+ * request completes inside ordinary calls. A write of any size goes through whole:
+ * the other end keeps in memory what it has not read yet. Both ends must be
+ * serialised together.
  * Freeing one end leaves the other disconnected (its I/O fails with TRK_SYSCALL).
  * server_hostname: the name the client sends and checks (may be NULL when the client
  * context does not check host names).
