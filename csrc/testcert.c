@@ -63,8 +63,9 @@ trk_status trk_make_test_cert(const char *common_name, char **cert_pem, size_t *
     *cert_len = *key_len = 0;
     if (common_name == NULL || !valid_name(common_name))
         return trk__fail(err, TRK_ARG, "invalid common name",
-                         "common_name must be 1 to 64 printable ASCII characters "
-                         "without spaces or commas");
+                         "a test certificate's name is 1 to 64 printable ASCII "
+                         "characters, without spaces or commas (an internationalized "
+                         "name in its IDNA form, xn--...)");
     unsigned char probe[16];
     int is_ip = inet_pton(AF_INET, common_name, probe) == 1 ||
                 inet_pton(AF_INET6, common_name, probe) == 1;

@@ -240,7 +240,9 @@ trk_status trk_ctx_set_release_buffers(trk_ctx *ctx, int on, trk_error *err);
  * context may be freed before its connections. The role comes from the context.
  * `server_hostname` (may be NULL) is, for a client, the SNI name and the name checked
  * against the certificate when the context checks host names: a client context with
- * the check on and no name fails with TRK_ARG. Servers ignore it.
+ * the check on and no name fails with TRK_ARG, and so does a name that is not ASCII
+ * (an internationalized one goes in its IDNA form, "xn--bcher-kva.example", as
+ * certificates hold it). Servers ignore it.
  */
 
 /* Timeouts in seconds: TRK_TIMEOUT_NONE blocks for as long as it takes;
@@ -313,7 +315,9 @@ trk_status trk_conn_drain(trk_conn *conn, void *buf, size_t cap, size_t *n,
  * this returns (both ends complete). Whenever one end would wait for the other, the
  * core moves the other end forward itself (it reads what is waiting for it, keeping
  * any application data for that end's next read), so a renegotiation or a key update
- * request completes inside ordinary calls. Both ends must be serialised together.
+ * request completes inside ordinary calls. A write of any size goes through whole:
+ * the other end keeps in memory what it has not read yet. Both ends must be
+ * serialised together.
  * Freeing one end leaves the other disconnected (its I/O fails with TRK_SYSCALL).
  * server_hostname: the name the client sends and checks (may be NULL when the client
  * context does not check host names).

@@ -27,18 +27,20 @@ local pair_options = {
 }
 local renamed = { verify_client = "verify", client_cert = "cert", client_key = "key" }
 
--- core.context for one end of a pair: an argument error it raises names the
--- pair's function and option ('client_cert'), not the context option the value went
--- to ('cert'), which the caller never wrote. Level as pair_contexts' own errors.
-local function end_context(opts, names, fname)
-  local ok, ctx = pcall(core.context, opts)
-  if ok then return ctx end
-  local inner = type(ctx) == "string" and ctx:match("^bad argument #1 to '[^']*' %((.*)%)$")
-  if not inner then error(ctx, 0) end
-  inner = inner:gsub("^option '([%w_]+)'", function(name)
+-- fn(...) on behalf of pair(): an argument error it raises names pair() and the
+-- option of opts the value came from ('client_cert'), not the option of the
+-- context it went to ('cert'), which the caller never wrote; an error naming no
+-- option is about `plain`. Level as pair_contexts' own errors.
+local function for_pair(fname, names, plain, fn, ...)
+  local ok, a, b = pcall(fn, ...)
+  if ok then return a, b end
+  local inner = type(a) == "string" and a:match("^bad argument #1 to '[^']*' %((.*)%)$")
+  if not inner then error(a, 0) end
+  local renamed, n = inner:gsub("^option '([%w_]+)'", function(name)
     return ("option '%s'"):format(names[name] or name)
   end, 1)
-  error(("bad argument #1 to '%s' (%s)"):format(fname, inner), 4)
+  if n == 0 and plain then renamed = ("option '%s': %s"):format(plain, inner) end
+  error(("bad argument #1 to '%s' (%s)"):format(fname, renamed), 4)
 end
 
 --- tlsrekey.pair_contexts([opts]) -> client_ctx, server_ctx, server_hostname
@@ -85,15 +87,17 @@ function M.pair_contexts(opts, fname)
     if sopts.key ~= nil then
       error(("bad argument #1 to '%s' (option 'key' given without 'cert')"):format(fname), 3)
     end
-    sopts.cert, sopts.key = core.make_test_cert(hostname)
+    sopts.cert, sopts.key = for_pair(fname, {}, "server_hostname", core.make_test_cert,
+                                     hostname)
   end
   local client_names = { cert = "client_cert", key = "client_key" }
   if copts.cafile == nil then copts.cafile, client_names.cafile = sopts.cert, "cert" end
   if opts.client_cert ~= nil and sopts.cafile == nil then sopts.cafile = opts.client_cert end
   -- the server's first: the client trusts its certificate (cafile), and a bad one
   -- is the server's cert
-  local sctx = end_context(sopts, { cafile = "client_cert", verify = "verify_client" }, fname)
-  return end_context(copts, client_names, fname), sctx, hostname
+  local sctx = for_pair(fname, { cafile = "client_cert", verify = "verify_client" }, nil,
+                        core.context, sopts)
+  return for_pair(fname, client_names, nil, core.context, copts), sctx, hostname
 end
 
 --- tlsrekey.pair([opts]) -> client, server

@@ -449,22 +449,51 @@ out:
 
 /* ---- connections ------------------------------------------------------- */
 
-static const char *
-optional_utf8(PyObject *obj, const char *argname)
+/*
+ * server_hostname: None -> NULL; a str -> its text, an internationalized name in its
+ * IDNA form ("bücher.example" -> "xn--bcher-kva.example"), as ssl does: SNI and
+ * certificate names carry ASCII only, and the core refuses anything else. *keep
+ * gets what owns an IDNA form (else NULL) for the caller to release after the core
+ * call. NULL with an exception set on failure (tell it from None by PyErr_Occurred).
+ */
+const char *
+shim_hostname(PyObject *obj, PyObject **keep)
 {
     const char *s;
     Py_ssize_t len;
 
+    *keep = NULL;
     if (obj == NULL || obj == Py_None)
         return NULL;
     if (!PyUnicode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a str or None, not %.100s", argname,
+        PyErr_Format(PyExc_TypeError, "server_hostname must be a str or None, not %.100s",
                      Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    s = PyUnicode_AsUTF8AndSize(obj, &len);
+    if (PyUnicode_IS_ASCII(obj)) {
+        s = PyUnicode_AsUTF8AndSize(obj, &len);
+    } else {
+        *keep = PyUnicode_AsEncodedString(obj, "idna", NULL);
+        if (*keep == NULL) {
+            PyObject *type, *value, *tb;
+
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeError))
+                return NULL;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyErr_Format(PyExc_ValueError, "server_hostname: %R has no IDNA form (%S)",
+                         obj, value != NULL ? value : Py_None);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        s = PyBytes_AS_STRING(*keep);
+        len = PyBytes_GET_SIZE(*keep);
+    }
     if (s != NULL && (size_t)len != strlen(s)) {
-        PyErr_Format(PyExc_ValueError, "%s contains NUL", argname);
+        PyErr_SetString(PyExc_ValueError, "server_hostname contains NUL");
+        Py_CLEAR(*keep);
         return NULL;
     }
     return s;
@@ -493,7 +522,7 @@ Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"host", "port", "server_hostname", "timeout", NULL};
     const char *host, *sni = NULL;
-    PyObject *sni_obj = Py_None;
+    PyObject *sni_obj = Py_None, *sni_keep;
     int port;
     double timeout = TRK_TIMEOUT_NONE;
     trk_conn *conn = NULL;
@@ -503,7 +532,7 @@ Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "si|OO&:connect", kwlist, &host, &port,
                                      &sni_obj, shim_timeout_converter, &timeout))
         return NULL;
-    sni = optional_utf8(sni_obj, "server_hostname");
+    sni = shim_hostname(sni_obj, &sni_keep);
     if (sni == NULL && PyErr_Occurred())
         return NULL;
     PyObject *parked = NULL;
@@ -511,6 +540,7 @@ Context_connect(ContextObject *self, PyObject *args, PyObject *kwds)
     st = trk_conn_new_connect_checked(self->ctx, host, port, timeout, sni,
                                       connect_interrupted, &parked, &conn, &err);
     Py_END_ALLOW_THREADS
+    Py_XDECREF(sni_keep);
     if (parked != NULL) {       /* Ctrl-C: KeyboardInterrupt, not a tlsrekey error */
         if (conn != NULL)
             trk_conn_free(conn);
@@ -527,7 +557,7 @@ static PyObject *
 Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sock", "server_hostname", NULL};
-    PyObject *sock, *sni_obj = Py_None, *t, *fileno = NULL, *c;
+    PyObject *sock, *sni_obj = Py_None, *sni_keep, *t, *fileno = NULL, *c;
     const char *sni;
     double timeout = TRK_TIMEOUT_NONE;
     int fd;
@@ -536,9 +566,6 @@ Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
     trk_status st;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:wrap", kwlist, &sock, &sni_obj))
-        return NULL;
-    sni = optional_utf8(sni_obj, "server_hostname");
-    if (sni == NULL && PyErr_Occurred())
         return NULL;
     fd = PyObject_AsFileDescriptor(sock);
     if (fd < 0)
@@ -555,7 +582,11 @@ Context_wrap(ContextObject *self, PyObject *args, PyObject *kwds)
         }
         Py_DECREF(t);
     }
+    sni = shim_hostname(sni_obj, &sni_keep);
+    if (sni == NULL && PyErr_Occurred())
+        return NULL;
     st = trk_conn_new_fd(self->ctx, fd, timeout, sni, &conn, &err);
+    Py_XDECREF(sni_keep);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
     /* A socket object is asked for its fd before each call that uses it (its owner
@@ -576,7 +607,7 @@ static PyObject *
 Context_memory(ContextObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"server_hostname", NULL};
-    PyObject *sni_obj = Py_None;
+    PyObject *sni_obj = Py_None, *sni_keep;
     const char *sni;
     trk_conn *conn = NULL;
     trk_error err;
@@ -584,10 +615,11 @@ Context_memory(ContextObject *self, PyObject *args, PyObject *kwds)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:memory", kwlist, &sni_obj))
         return NULL;
-    sni = optional_utf8(sni_obj, "server_hostname");
+    sni = shim_hostname(sni_obj, &sni_keep);
     if (sni == NULL && PyErr_Occurred())
         return NULL;
     st = trk_conn_new_memory(self->ctx, sni, &conn, &err);
+    Py_XDECREF(sni_keep);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
     return (PyObject *)shim_connection_new(conn, (PyObject *)self, NULL);

@@ -12,6 +12,7 @@ module_pair(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"client_ctx", "server_ctx", "server_hostname", NULL};
     ContextObject *cctx, *sctx;
+    PyObject *sni_obj = Py_None, *sni_keep;
     const char *sni = NULL;
     trk_conn *cconn = NULL, *sconn = NULL;
     ConnectionObject *client, *server;
@@ -19,12 +20,16 @@ module_pair(PyObject *module, PyObject *args, PyObject *kwds)
     trk_status st;
 
     SHIM_UNUSED(module);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|z:_pair", kwlist, &Context_Type,
-                                     &cctx, &Context_Type, &sctx, &sni))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|O:_pair", kwlist, &Context_Type,
+                                     &cctx, &Context_Type, &sctx, &sni_obj))
+        return NULL;
+    sni = shim_hostname(sni_obj, &sni_keep);
+    if (sni == NULL && PyErr_Occurred())
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = trk_pair_new(cctx->ctx, sctx->ctx, sni, &cconn, &sconn, &err);
     Py_END_ALLOW_THREADS
+    Py_XDECREF(sni_keep);
     if (st != TRK_OK)
         return shim_raise(st, &err, NULL);
 

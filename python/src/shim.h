@@ -97,6 +97,11 @@ PyObject *shim_raise(trk_status status, const trk_error *err, const char *argnam
  * to come from); goes through shim_raise with a record it fills. */
 PyObject *shim_raise_state(const char *reason, const char *message);
 
+/* A server_hostname argument as the core takes it (context.c): None -> NULL, a str
+ * -> ASCII, an internationalized name in its IDNA form; *keep owns what it returns
+ * (NULL when nothing needs releasing). NULL with an exception set on failure. */
+const char *shim_hostname(PyObject *obj, PyObject **keep);
+
 /* ------------------------------------------------------------------------- */
 /* context.c / connection.c                                                   */
 /* ------------------------------------------------------------------------- */

@@ -273,6 +273,7 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     verify_client, num_tickets, session_cache, session_tickets, cookie_exchange; for the client:
     verify, check_hostname, capath.
     """
+    server_hostname = _ascii_hostname(server_hostname)
     if client_ctx is not None or server_ctx is not None:
         given = sorted(k for k, v in (("cert", cert), ("key", key), ("cafile", cafile),
                                       ("client_cert", client_cert),
@@ -295,7 +296,8 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
     if cert is None:
         if key is not None:
             raise ValueError("key: given without cert")
-        cert, key = make_test_cert(server_hostname or "localhost")
+        cert, key = _end_context(lambda: make_test_cert(server_hostname or "localhost"),
+                                 {"common_name": "server_hostname"})
     both = {k: v for k, v in options.items() if k in _PAIR_BOTH}
     server_opts = {k: v for k, v in options.items() if k in _PAIR_SERVER}
     client_opts = {k: v for k, v in options.items() if k in _PAIR_CLIENT}
@@ -310,6 +312,19 @@ def pair(*, cert=None, key=None, cafile=None, client_cert=None, client_key=None,
         {"cert": "client_cert", "key": "client_key",
          "cafile/capath": "cert" if cafile is None else "cafile"})
     return _tlsrekey._pair(client_ctx, server_ctx, server_hostname)
+
+
+def _ascii_hostname(name):
+    """server_hostname as SNI and certificates carry it: an internationalized name
+    in its IDNA form (xn--...), as ssl does; connect(), wrap() and memory() do the
+    same in the C half. pair() needs it first, to name its test certificate."""
+    if isinstance(name, str) and not name.isascii():
+        try:
+            return name.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"server_hostname: {name!r} has no IDNA form ({exc})") \
+                from None
+    return name
 
 
 def _end_context(make, names):

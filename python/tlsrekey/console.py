@@ -248,7 +248,11 @@ class Session:
         while True:
             data = self.conn.read()
             if not data:
-                self.out.line("* the peer closed the connection (close_notify)")
+                if self.closing:        # ours went out with Q; this is the answer
+                    self.out.line("* closed (close_notify sent and received)")
+                else:
+                    self.out.line("* the peer closed the connection (close_notify)")
+                    self.answer_close()
                 self.finished = True
                 return
             self.out.data(data.decode("utf-8", "replace"))
@@ -302,6 +306,16 @@ class Session:
         try:
             self.conn.do_handshake()
         except tlsrekey.WantReadError:
+            pass
+
+    def answer_close(self) -> None:
+        # The peer's close_notify is answered with ours before the socket closes
+        # (RFC 8446 6.1): a peer that waits for it, as our own Q does, then ends
+        # cleanly instead of with "unexpected EOF". One that is gone already (openssl
+        # s_client quits at once) makes the answer fail, which ends nothing more.
+        try:
+            self.conn.shutdown()
+        except tlsrekey.Error:
             pass
 
     def start_close(self) -> None:

@@ -107,6 +107,28 @@ describe("contexts", function()
     assert.equal("x", H.exchange(c, s, "x"))
   end)
 
+  -- SNI and certificate names are ASCII: Lua has no IDNA codec, so a name that is
+  -- not ASCII is an argument error naming server_hostname (pair() used to blame its
+  -- test certificate's common_name); its IDNA form works.
+  it("an_internationalized_server_hostname_goes_in_its_idna_form", function()
+    local err = H.bad_argument(1, "pair", tlsrekey.pair, { server_hostname = "bücher.example" })
+    assert.truthy(err:find("option 'server_hostname'", 1, true), err)
+    local cert, key = tlsrekey.make_test_cert("xn--bcher-kva.example")
+    local cctx = tlsrekey.context { mode = "client", cafile = cert }
+    err = H.bad_argument(1, "memory", function()
+      cctx:memory { server_hostname = "bücher.example" }
+    end)
+    assert.truthy(err:find("server_hostname", 1, true) and err:find("IDNA", 1, true), err)
+    err = H.bad_argument(1, "pair", tlsrekey.pair,
+                         { cert = cert, key = key, server_hostname = "bücher.example" })
+    assert.truthy(err:find("server_hostname", 1, true), err)
+    local c, s = tlsrekey.pair { cert = cert, key = key,
+                                 server_hostname = "xn--bcher-kva.example" }
+    assert.equal("x", H.exchange(c, s, "x"))
+    c = tlsrekey.pair { server_hostname = "xn--bcher-kva.example" }
+    assert.truthy(c:peer_certificate().san:find("xn--bcher-kva.example", 1, true))
+  end)
+
   it("client_verifies_against_the_system_store_by_default", function()
     local sctx = server_ctx()
     local cctx = tlsrekey.context { mode = "client" }

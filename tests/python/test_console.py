@@ -369,3 +369,26 @@ def test_serve_once_exits_with_the_connection(serve, s_client):
     cli.sendline("Q")
     srv.expect(r"ended")
     assert srv.wait_exit() == 0
+
+
+# --- the console against itself ---------------------------------------------------
+
+@pytest.mark.parametrize("quits", ["connect", "serve"])
+def test_console_and_serve_end_cleanly_whichever_quits(serve, console, cert_files, quits):
+    """Q sends close_notify and waits for the peer's: the other console answers it
+    (serve did not, so connect's Q ended in "unexpected EOF" and exit status 1)."""
+    srv, port = serve("--once", "--cert", str(cert_files / "cert.pem"),
+                      "--key", str(cert_files / "key.pem"))
+    con = console(*connect_args(port, cert_files))
+    con.expect(r"connected: TLSv1\.3")
+    srv.expect(r"connected: TLSv1\.3")
+    con.sendline("over to you")
+    srv.expect("over to you")
+    first, other = (con, srv) if quits == "connect" else (srv, con)
+    first.sendline("Q")
+    other.expect(r"the peer closed the connection")
+    first.expect(r"closed \(close_notify sent and received\)")
+    assert first.wait_exit() == 0
+    assert other.wait_exit() == 0
+    for proc in (con, srv):
+        assert "error" not in proc.output(), proc.output()

@@ -119,6 +119,28 @@ def test_a_context_can_be_weakly_referenced(test_cert):
     assert weakref.ref(bare)() is bare
 
 
+def test_an_internationalized_server_hostname_goes_in_its_idna_form():
+    """SNI and certificate names are ASCII: a str server_hostname is IDNA-encoded, as
+    ssl does, wherever one is taken; one without an IDNA form is a ValueError naming
+    server_hostname (pair() used to blame its test certificate's common_name)."""
+    client, server = tlsrekey.pair(server_hostname="bücher.example")
+    assert ("DNS", "xn--bcher-kva.example") in client.peer_certificate["san"]
+    client.write(b"x")
+    assert server.read() == b"x"
+    cert, key = tlsrekey.make_test_cert("xn--bcher-kva.example")
+    client_ctx, server_ctx = tlsrekey.Context.client(cert), tlsrekey.Context.server(cert, key)
+    tlsrekey.pair(client_ctx=client_ctx, server_ctx=server_ctx,
+                  server_hostname="bücher.example")
+    handshake(client_ctx, server_ctx, server_hostname="bücher.example")
+    with pytest.raises(tlsrekey.CertificateError):      # and it is still checked
+        handshake(client_ctx, server_ctx, server_hostname="müller.example")
+    for bad in ("bü..cher.example", "x" * 70):
+        with pytest.raises(ValueError, match="^server_hostname: "):
+            tlsrekey.pair(server_hostname=bad)
+    with pytest.raises(ValueError, match="server_hostname"):
+        client_ctx.memory("bü..cher.example")
+
+
 def test_bare_context_takes_a_role():
     assert tlsrekey.Context("server").role == "server"
     with pytest.raises(ValueError, match="role"):

@@ -34,6 +34,34 @@ def chunk(i):
     return b"%08d:" % i + hashlib.sha256(b"%d" % i).digest() * (1 + i % 5)
 
 
+# -- one very large write -----------------------------------------------------------
+
+# A write on a pair once gave up after 10,000 rounds of its 64 KiB buffer, about
+# 654.5 MB (700 MB raised WantWriteError, which a pair never asks for): just past it.
+PAST_THE_OLD_ROUND_LIMIT = 655_000_000
+
+
+def test_one_write_on_a_pair_delivers_any_size():
+    client, server = tlsrekey.pair()
+    data = bytearray(PAST_THE_OLD_ROUND_LIMIT)   # zero pages: no memory until written
+    data[:4], data[-4:] = b"beg!", b"end!"
+    assert client.write(data) == len(data)
+    del data
+    buf = bytearray(1 << 20)
+    total = nonzero = 0
+    first = last = b""
+    while total < PAST_THE_OLD_ROUND_LIMIT:
+        n = server.read_into(buf)
+        first = first or bytes(buf[:4])
+        last = (last + bytes(buf[max(0, n - 4):n]))[-4:]
+        nonzero += n - buf.count(0, 0, n)
+        total += n
+    assert total == PAST_THE_OLD_ROUND_LIMIT and server.pending() == 0
+    assert (first, last, nonzero) == (b"beg!", b"end!", 8)   # nothing lost or doubled
+    client.write(b"after")
+    assert server.read() == b"after"
+
+
 # -- thousands of updates --------------------------------------------------------
 
 def test_ten_thousand_key_updates_interleaved_with_data_both_ways():
