@@ -76,7 +76,10 @@ def pytest_terminal_summary(terminalreporter):
     if not _results:
         return
     tr = terminalreporter
-    peers_seen = [p for p in NAMES if any(k[1] == p for k in _results)]
+    # The classic peers first, in their order, then the others as they appeared.
+    order = list(NAMES) + [k[1] for k in _results if k[1] not in NAMES]
+    peers_seen = [p for i, p in enumerate(order)
+                  if p not in order[:i] and any(k[1] == p for k in _results)]
     width = max(len(c) for c in _cases)
     tr.section("interop matrix (case x peer)")
     tr.write_line("%-*s  %s" % (width, "case", "  ".join("%-10s" % p for p in peers_seen)))
