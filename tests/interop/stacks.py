@@ -284,8 +284,11 @@ class WolfsslPeer(LinePeer):
 
 
 class MbedtlsPeer(LinePeer):
-    """Mbed TLS, TLS 1.2. spec.extra: "renegotiation" (bool, default True: Mbed TLS's
-    own default is off), "legacy" ("no", "allow", "break"), "debug" (bool)."""
+    """Mbed TLS, TLS 1.2. spec.extra: "renegotiation" ("never": Mbed TLS's own
+    default, MBEDTLS_SSL_RENEGOTIATION_DISABLED; anything else, the default here,
+    enables it), "legacy" ("no", "allow", "break"), "debug" (bool), "echo" (bool,
+    default True; False: it keeps what it reads and reports "READ <bytes>" at the
+    end)."""
     name = "mbedtls"
 
     def __init__(self, spec, role, port=None):
@@ -293,8 +296,9 @@ class MbedtlsPeer(LinePeer):
             raise ValueError("the Mbed TLS peer is for TLS 1.2 renegotiation")
         x = spec.extra
         argv = [mbedtls_peer()] + _common_args(spec, role)
-        argv += ["renegotiation=%d" % (1 if x.get("renegotiation", True) else 0),
-                 "legacy=" + x.get("legacy", "no"), "debug=%d" % bool(x.get("debug"))]
+        argv += ["renegotiation=%d" % (x.get("renegotiation") != "never"),
+                 "legacy=" + x.get("legacy", "no"), "debug=%d" % bool(x.get("debug")),
+                 "echo=%d" % bool(x.get("echo", True))]
         super().__init__(spec, role, argv, port)
 
 

@@ -3,7 +3,7 @@
  * Debian 12, 3.6 on Debian 13, hence the version checks below.
  *
  *   mbedtls_peer role=server|client cafile=PATH [port=N] [certificate=PATH key=PATH]
- *                [renegotiation=0|1] [legacy=no|allow|break] [debug=0|1]
+ *                [renegotiation=0|1] [legacy=no|allow|break] [debug=0|1] [echo=1|0]
  *
  * The line protocol is in peer_common.h; "R" is mbedtls_ssl_renegotiate() (a
  * server's sends a HelloRequest, a client's runs the whole new handshake), "K"/"k"
@@ -11,7 +11,9 @@
  * (Mbed TLS disables it by default, and then answers a peer's attempt with a
  * no_renegotiation warning alert); legacy= is mbedtls_ssl_conf_legacy_renegotiation.
  * debug=1 prints the library's level-1 debug lines as "DEBUG <text>": its own words
- * for why it gave up, which its error codes do not carry. */
+ * for why it gave up, which its error codes do not carry. echo=0 makes it a sink:
+ * it keeps what it reads and, at the end, says how much ("READ <bytes>") before
+ * CLOSED or ERROR, for a test of a server that only writes. */
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/debug.h>
 #include <mbedtls/entropy.h>
@@ -29,10 +31,14 @@
 
 static mbedtls_ssl_context ssl;
 static int fd;
+static int echo = 1;
+static unsigned long long received;
 
 static void die_tls(const char *what, int ret)
 {
     char text[200];
+    if (!echo)
+        say("READ %llu", received);
     mbedtls_strerror(ret, text, sizeof text);
     die("%s: %s (-0x%04x)", what, text, (unsigned)-ret);
 }
@@ -62,6 +68,8 @@ static void want(const char *what, int ret)
         return;
     }
     if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == 0) {
+        if (!echo)
+            say("READ %llu", received);
         say("CLOSED");
         exit(0);
     }
@@ -121,6 +129,7 @@ int main(int argc, char **argv)
     mbedtls_ctr_drbg_context drbg;
     static unsigned char buf[65536];
 
+    echo = strcmp(arg(argc, argv, "echo", "1"), "0") != 0;
 #if MBEDTLS_VERSION_MAJOR >= 3
     if (psa_crypto_init() != PSA_SUCCESS)  /* 3.x: its TLS needs PSA set up first */
         die("psa_crypto_init failed");
@@ -194,8 +203,10 @@ int main(int argc, char **argv)
             read_commands(command);
         if (ready & 2) {
             r = mbedtls_ssl_read(&ssl, buf, sizeof buf);
-            if (r > 0)
+            if (r > 0 && echo)
                 send_all(buf, (size_t)r);
+            else if (r > 0)
+                received += (unsigned)r;
             else if (r != MBEDTLS_ERR_SSL_WANT_READ)
                 want("mbedtls_ssl_read", r);   /* CLOSED or ERROR; WANT_WRITE waits */
         }
