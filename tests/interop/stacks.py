@@ -30,7 +30,7 @@ import shutil
 import subprocess
 
 import peers
-from peers import PeerError, ProcessPeer, Process, free_port
+from peers import PeerError, ProcessPeer, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = os.path.join(HERE, "peers")

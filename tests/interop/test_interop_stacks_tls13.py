@@ -8,7 +8,6 @@ the stack's own words: Go's crypto/tls answers a KeyUpdate request but has no ca
 that sends a KeyUpdate; NSS's selfserv/tstclnt follow them but start none."""
 import hashlib
 
-import pytest
 
 import tlsrekey
 from tlsrekey import KeyUpdateType
