@@ -351,6 +351,34 @@ class Interop:
             raise errors[0]
 
 
+class Stopper:
+    """Stops every process and closes every socket a test started."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, item):
+        self.items.append(item)
+        return item
+
+    def close(self):
+        for item in reversed(self.items):
+            try:
+                if isinstance(item, peers.Process):
+                    item.stop()
+                else:
+                    item.close()
+            except Exception:  # noqa: BLE001 - the others are still stopped
+                pass
+
+
+@pytest.fixture
+def stopper():
+    box = Stopper()
+    yield box
+    box.close()
+
+
 @pytest.fixture
 def interop(certs):
     box = Interop(certs)

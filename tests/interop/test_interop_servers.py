@@ -21,34 +21,6 @@ NOT_REQUESTED = tlsrekey.KEY_UPDATE_NOT_REQUESTED
 REQUESTED = tlsrekey.KEY_UPDATE_REQUESTED
 
 
-class Stopper:
-    """Stops every process and closes every socket a test started."""
-
-    def __init__(self):
-        self.items = []
-
-    def add(self, item):
-        self.items.append(item)
-        return item
-
-    def close(self):
-        for item in reversed(self.items):
-            try:
-                if isinstance(item, Process):
-                    item.stop()
-                else:
-                    item.close()
-            except Exception:  # noqa: BLE001 - the others are still stopped
-                pass
-
-
-@pytest.fixture
-def stopper():
-    box = Stopper()
-    yield box
-    box.close()
-
-
 def read_request(conn):
     req = b""
     while b"\r\n\r\n" not in req:
@@ -183,6 +155,9 @@ class Lighttpd:
             'server.errorlog = "/dev/stderr"',
             'server.max-keep-alive-requests = 10000',
             'ssl.engine = "enable"',
+            # lighttpd 1.4.79 (Debian 13) takes only TLS 1.3 by default: a TLS 1.2
+            # ClientHello gets "No supported cipher suites have been found."
+            'ssl.openssl.ssl-conf-cmd = ( "MinProtocol" => "TLSv1.2" )',
             'ssl.pemfile = "%s"' % cert,
             'ssl.privkey = "%s"' % key,
             '']))
