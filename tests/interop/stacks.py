@@ -43,10 +43,16 @@ NAMES = ["go", "jsse", "wolfssl", "mbedtls", "nss"]
 # ---------------------------------------------------------------------------
 # Building, cached
 
+# Every tool here runs in the peers' environment (peers._PEER_ENV): without the
+# sanitizer runtime that an ASan run preloads into the interpreter, whose reports
+# about a compiler or a JVM would fail that run.
+ENV = peers._PEER_ENV
+
+
 def _output(argv):
     try:
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=30).stdout
+                              env=ENV, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         return repr(exc).encode()
 
@@ -80,7 +86,7 @@ def build(name, sources, identity, commands, env=None):
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
         for argv in commands(out):
-            r = subprocess.run(argv, cwd=SOURCES, env=env, stdout=subprocess.PIPE,
+            r = subprocess.run(argv, cwd=SOURCES, env=env or ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=300)
             if r.returncode != 0:
                 raise PeerError("building the %s peer failed: %s\n%s"
@@ -95,7 +101,7 @@ def build(name, sources, identity, commands, env=None):
 
 def go_peer():
     _need("go", "golang-go")
-    env = dict(peers._PEER_ENV)
+    env = dict(ENV)
     # No network, no toolchain download, no module lookup: the standard library only.
     # The compiler's cache lives in build/ too: Go 1.20 and later ship no compiled
     # standard library, and building crypto/tls the first time takes a while.
@@ -148,7 +154,7 @@ def pkcs12(certs):
         cert, key = certs.server("ecdsa")
         subprocess.run(["openssl", "pkcs12", "-export", "-in", cert, "-inkey", key,
                         "-certfile", certs.ca, "-name", "server", "-out", path,
-                        "-passout", "pass:interop"], check=True, timeout=60,
+                        "-passout", "pass:interop"], check=True, timeout=60, env=ENV,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return path
 
@@ -162,7 +168,7 @@ def nss_db(certs):
     _need("certutil", "libnss3-tools")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    run = lambda *argv: subprocess.run(argv, check=True, timeout=60,  # noqa: E731
+    run = lambda *argv: subprocess.run(argv, check=True, timeout=60, env=ENV,  # noqa: E731
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     run("certutil", "-N", "-d", "sql:" + d, "--empty-password")
     run("certutil", "-A", "-d", "sql:" + d, "-n", "interop-ca", "-t", "CT,C,C",
