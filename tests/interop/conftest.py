@@ -46,6 +46,19 @@ _cases = []        # in order of first appearance
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "matrix(case): an interop matrix case")
+    config.addinivalue_line("markers", "soak: a long run, for `make soak` only")
+
+
+# Long runs are left out of make test: collected only with TLSREKEY_INTEROP_SOAK=1
+# (mk/soak.mk sets it), and deselected rather than skipped otherwise, so that the
+# suite's counts are those of what it is meant to run.
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TLSREKEY_INTEROP_SOAK") == "1":
+        return
+    soak = [i for i in items if i.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [i for i in items if not i.get_closest_marker("soak")]
 
 
 @pytest.hookimpl(hookwrapper=True)
