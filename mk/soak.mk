@@ -3,7 +3,10 @@
 #   make soak          the long job (tens of minutes): 100,000-cycle leak loops in
 #                      Python and Lua, the long-haul suites with SOAK_UPDATES (100,000)
 #                      key updates, 10,000 key updates over sockets and against real
-#                      peers, and the property test with 3,000 examples
+#                      peers, the long runs against the stacks of tests/interop
+#                      (Go, JSSE, wolfSSL, Mbed TLS, curl, lighttpd: marker soak,
+#                      SOAK_INTEROP_SCALE multiplies their counts), and the property
+#                      test with 3,000 examples
 #   make soak-short    the short leak loops (2,000 cycles each): part of make test
 #
 # Uses the root Makefile's VPY, LUA and build-python / build-lua targets. Leak
@@ -30,6 +33,8 @@ soak-leaks: build-python build-lua
 soak-long-haul: build-python build-lua
 	TLSREKEY_LONG_HAUL_UPDATES=$(SOAK_UPDATES) $(SOAK_PY_ENV) $(VPY) -m pytest -q \
 	    -p no:cacheprovider tests/python/test_long_haul.py tests/soak
+	TLSREKEY_INTEROP_SOAK=1 $(SOAK_PY_ENV) $(VPY) -m pytest -q -p no:cacheprovider \
+	    -m soak tests/interop
 	TLSREKEY_HYPOTHESIS_EXAMPLES=$(SOAK_EXAMPLES) $(SOAK_PY_ENV) $(VPY) -m pytest -q \
 	    -p no:cacheprovider tests/python/test_properties.py
 	TLSREKEY_LONG_HAUL_UPDATES=$(SOAK_UPDATES) $(SOAK_LUA_ENV) $(LUA) $(BUSTED) \

@@ -17,6 +17,12 @@ packages=(
   lua-busted lua-socket lua-sec            # Lua tests, sockets, and LuaSec as interop peer
   valgrind                                 # memory checks by hand
   clang                                    # libFuzzer and clang's sanitizer runtimes
+  # More interop peers (tests/interop/stacks.py), the first four built at test time:
+  golang-go                                # Go's crypto/tls (go build)
+  default-jdk-headless                     # JSSE (javac; JDK 17 on Debian 12, 21 on 13)
+  libmbedtls-dev libwolfssl-dev            # Mbed TLS and wolfSSL (cc)
+  libnss3-tools                            # NSS: selfserv, tstclnt, certutil, pk12util
+  curl lighttpd lighttpd-mod-gnutls        # a deployed client and server
 )
 # clang's runtimes (libFuzzer, the sanitizers) come in a package named after its
 # major version: 14 on Debian 12, 19 on Debian 13. Ask the installed clang, or
@@ -67,6 +73,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # lighttpd's package starts a system web server on every address where an init
+  # system runs; the tests start their own on 127.0.0.1 only. Unless the machine
+  # already has a policy, forbid service starts for the while of the install.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# tlsrekey deps.sh: no service starts while it installs\nexit 101\n' \
+        >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   # A mirror can fail for a moment: three tries, as CI has one go at this.
   for try in 1 2 3; do
     if apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; then

@@ -46,6 +46,19 @@ _cases = []        # in order of first appearance
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "matrix(case): an interop matrix case")
+    config.addinivalue_line("markers", "soak: a long run, for `make soak` only")
+
+
+# Long runs are left out of make test: collected only with TLSREKEY_INTEROP_SOAK=1
+# (mk/soak.mk sets it), and deselected rather than skipped otherwise, so that the
+# suite's counts are those of what it is meant to run.
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TLSREKEY_INTEROP_SOAK") == "1":
+        return
+    soak = [i for i in items if i.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [i for i in items if not i.get_closest_marker("soak")]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -76,7 +89,10 @@ def pytest_terminal_summary(terminalreporter):
     if not _results:
         return
     tr = terminalreporter
-    peers_seen = [p for p in NAMES if any(k[1] == p for k in _results)]
+    # The classic peers first, in their order, then the others as they appeared.
+    order = list(NAMES) + [k[1] for k in _results if k[1] not in NAMES]
+    peers_seen = [p for i, p in enumerate(order)
+                  if p not in order[:i] and any(k[1] == p for k in _results)]
     width = max(len(c) for c in _cases)
     tr.section("interop matrix (case x peer)")
     tr.write_line("%-*s  %s" % (width, "case", "  ".join("%-10s" % p for p in peers_seen)))
@@ -346,6 +362,34 @@ class Interop:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+class Stopper:
+    """Stops every process and closes every socket a test started."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, item):
+        self.items.append(item)
+        return item
+
+    def close(self):
+        for item in reversed(self.items):
+            try:
+                if isinstance(item, peers.Process):
+                    item.stop()
+                else:
+                    item.close()
+            except Exception:  # noqa: BLE001 - the others are still stopped
+                pass
+
+
+@pytest.fixture
+def stopper():
+    box = Stopper()
+    yield box
+    box.close()
 
 
 @pytest.fixture

@@ -84,11 +84,12 @@ class Spec:
     peer requires and verifies a client certificate; client_cert: a client peer has
     one to present. noticket: no session tickets (TLS 1.2). no_resumption_on_reneg:
     a server peer makes every renegotiation a full handshake (so that it can ask
-    for a client certificate in it)."""
+    for a client certificate in it). extra: options only one peer knows (see
+    stacks.py)."""
 
     def __init__(self, certs, version="1.3", cert="ecdsa", allow_client_reneg=False,
                  no_renegotiation=False, require_client_cert=False, client_cert=False,
-                 noticket=False, no_resumption_on_reneg=False):
+                 noticket=False, no_resumption_on_reneg=False, extra=None):
         self.certs = certs
         self.version = version
         self.cert = cert
@@ -98,6 +99,7 @@ class Spec:
         self.client_cert = client_cert
         self.noticket = noticket
         self.no_resumption_on_reneg = no_resumption_on_reneg
+        self.extra = dict(extra or {})
 
     @property
     def server_cert(self):
@@ -725,7 +727,8 @@ def start_server(name, spec):
         return PyOpenSSLPeer(spec, "server")
     if name == "LuaSec":
         return LuaSecPeer(spec, "server")
-    raise ValueError(name)
+    import stacks      # the stacks built from source (it imports this module)
+    return stacks.start_server(name, spec)
 
 
 def start_client(name, spec, port):
@@ -740,4 +743,5 @@ def start_client(name, spec, port):
         return PyOpenSSLPeer(spec, "client", port)
     if name == "LuaSec":
         return LuaSecPeer(spec, "client", port)
-    raise ValueError(name)
+    import stacks
+    return stacks.start_client(name, spec, port)
