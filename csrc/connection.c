@@ -267,6 +267,11 @@ static int wait_fd(const trk_conn *c, int fd, int for_write, double deadline)
                            c != NULL ? c->interrupt_ud : NULL, fd, for_write, deadline);
 }
 
+int trk__wait_input(trk_conn *c, double until)
+{
+    return wait_fd(c, c->fd, 0, until);
+}
+
 void trk_conn_set_interrupt_check(trk_conn *conn, trk_interrupt_fn fn, void *userdata)
 {
     conn->interrupt_fn = fn;

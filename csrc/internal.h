@@ -257,6 +257,9 @@ struct trk_conn {
  * client sent of its new handshake without waiting, and completes the handshake
  * once it has begun (io.c). */
 trk_status trk__take_in_renegotiation(trk_conn *c, const char *op, trk_error *err);
+/* Waits until the socket (TRK_T_FD) is readable or `until` (trk__now) passes: 1
+ * readable, 0 timed out, -1 errno, -2 interrupted (connection.c). */
+int trk__wait_input(trk_conn *c, double until);
 /* The rekey_overdue event (events.c). */
 void trk__emit_rekey_overdue(trk_conn *c);
 /* After a read of n bytes under a policy with read_bytes: 1 when the peer's key has

@@ -411,6 +411,61 @@ static size_t allowance(trk_conn *c, size_t want, uint64_t rec_limit)
     return (size_t)lim;
 }
 
+/* How long a blocking TLS 1.2 server's write waits at its limit for the client to
+ * begin the handshake it asked for, before it writes on (rekey_overdue): a client
+ * that answers at all does so within a round trip once it has read what came
+ * before the HelloRequest. */
+#define CLIENT_GRACE 2.0
+
+/* A policed write stops after `done` bytes went out: a want or a timeout leaves
+ * the call pending there (the same call again goes on, nothing sent twice, *n 0);
+ * anything else reports what went out. */
+static trk_status stop_at(trk_conn *conn, size_t done, trk_status st, size_t *n)
+{
+    if ((st == TRK_WANT_READ || st == TRK_WANT_WRITE || st == TRK_TIMEOUT) &&
+        trk__extra(conn) != NULL) {
+        conn->write_pending = 1;
+        conn->x->pend_done = done;
+        conn->x->pend_chunk = 0; /* OpenSSL holds nothing of this call */
+        *n = 0;
+    } else {
+        *n = done;
+    }
+    return st;
+}
+
+/* Waits (the socket readable, then takes it in) until the client's handshake has
+ * begun and completed, which gives a new allowance (*chunk), or the grace is over
+ * (*chunk 0), or the call's deadline passed (TRK_TIMEOUT). */
+static trk_status await_client(trk_conn *conn, uint64_t rec_limit, size_t want,
+                               size_t *chunk, trk_error *err)
+{
+    double grace_end = trk__now() + CLIENT_GRACE;
+    while (*chunk == 0 && server_asked(conn)) {
+        double deadline = conn->x != NULL ? conn->x->call_deadline : 0;
+        double until = deadline > 0 && deadline < grace_end ? deadline : grace_end;
+        int r = trk__wait_input(conn, until);
+        if (r == 0) {
+            if (until == deadline)
+                return trk__fail(err, TRK_TIMEOUT, "timed out",
+                                 "write timed out after %g seconds, waiting for the "
+                                 "client to renegotiate as asked",
+                                 trk_conn_timeout(conn));
+            return TRK_OK; /* the grace is over */
+        }
+        if (r == -2)
+            return trk__fail(err, TRK_CALLBACK, "interrupted",
+                             "write: interrupted by a signal");
+        if (r < 0)
+            return trk__fail(err, TRK_SYSCALL, "poll failed", "write: poll failed");
+        trk_status st = trk__take_in_renegotiation(conn, "write", err);
+        if (st != TRK_OK)
+            return st;
+        *chunk = allowance(conn, want, rec_limit);
+    }
+    return TRK_OK;
+}
+
 trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_t *n,
                               trk_error *err)
 {
@@ -458,20 +513,29 @@ trk_status trk__write_policed(trk_conn *conn, const void *buf, size_t len, size_
             int asked = server_asked(conn);
             if (asked) {
                 st = trk__take_in_renegotiation(conn, "write", err);
-                if (st != TRK_OK) {
-                    *n = done;
-                    return st;
-                }
+                if (st != TRK_OK)
+                    return stop_at(conn, done, st, n);
                 asked = server_asked(conn);
             }
             /* DTLS: one write is one datagram, never split */
             chunk = conn->dtls ? len : allowance(conn, len - done, rec_limit);
             if (asked && chunk > RECORD_PLAINTEXT)
                 chunk = RECORD_PLAINTEXT;
+            if (chunk == 0 && len > done && asked && !conn->hs.overdue_told &&
+                conn->transport == TRK_T_FD && !conn->sock.nowait &&
+                trk_conn_timeout(conn) != 0) {
+                /* The limit is reached and the client has not begun its handshake:
+                 * a blocking write waits for it, a while. Some clients give up on
+                 * a HelloRequest followed by much data (Mbed TLS after 16
+                 * records). */
+                st = await_client(conn, rec_limit, len - done, &chunk, err);
+                if (st != TRK_OK)
+                    return stop_at(conn, done, st, n);
+            }
             if (chunk == 0 && len > done) {
-                /* The limit is reached and the client has not begun its handshake
-                 * yet: the data goes on (waiting could be forever: a client may
-                 * ignore a HelloRequest), and the events say the limit was passed. */
+                /* Still nothing from the client (it may ignore a HelloRequest, and
+                 * a non-blocking write cannot wait): the data goes on, and the
+                 * events say the limit was passed. */
                 if (!conn->hs.overdue_told) {
                     conn->hs.overdue_told = 1;
                     trk__emit_rekey_overdue(conn);

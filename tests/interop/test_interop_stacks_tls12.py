@@ -171,13 +171,6 @@ def test_tls12_data_as_client(interop, peer):
 # -- Issue 15 item 8: a server that only writes under a renegotiation policy ---------
 
 @matrix("1.2 policy reneg while only writing, we server", "mbedtls")
-@pytest.mark.xfail(strict=True, reason=(
-    "tlsrekey bug, issue 15 item 8: with set_rekey_policy(bytes=..., "
-    "use_renegotiation=True) a server that only writes sends one HelloRequest and "
-    "keeps writing under the old keys; the client's new handshake is taken in only "
-    "by a read. Mbed TLS's client gives up after 16 records (its debug line: "
-    "'renegotiation requested, but not honored by server'), having read 512 KiB of "
-    "1 MiB, while every one of our writes reported success."))
 def test_policy_renegotiation_while_only_writing(interop, peer):
     """The limit must hold while the server only writes: 1 MiB under a 256 KiB
     policy is at least three renegotiations, and the client gets every byte."""
