@@ -238,7 +238,9 @@ is_ident_char(char c)
 }
 
 /* Whether the core's sentence names the argument already: it starts with the name
- * ("num_tickets must be ...") or quotes it ("rekey policy 'bytes' ...", "(cert)").
+ * ("num_tickets must be ..."), or with it right after the call's name
+ * ("key_update: updatetype must be ..."), or quotes it ("rekey policy 'bytes' ...",
+ * "(cert)").
  * Merely containing it is not enough: "cert" is in "certificate", "key" in "private
  * key", and such a sentence does not tell which option was at fault. */
 static int
@@ -253,6 +255,9 @@ names_argument(const char *message, const char *argname)
         char before = p > message ? p[-1] : '\0', after = p[n];
         if ((before == '\'' && after == '\'') || (before == '"' && after == '"') ||
             (before == '(' && after == ')'))
+            return 1;
+        if (before == ' ' && p - message >= 2 && p[-2] == ':' && !is_ident_char(after) &&
+            strchr(message, ':') == p - 2)
             return 1;
     }
     return 0;

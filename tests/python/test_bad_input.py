@@ -438,3 +438,13 @@ def test_a_callback_that_drives_its_connection_is_refused():
     client.write(b"x")
     assert server.read() == b"x"
     assert seen and "callback" in str(seen[0])
+
+
+def test_an_argument_error_that_names_its_argument_is_not_prefixed_again():
+    """The core's sentence names the argument right after the call's name; the
+    shim adds the name only to sentences that do not say it (README's tour)."""
+    client, _ = tlsrekey.pair()
+    with pytest.raises(ValueError) as info:
+        client.key_update(tlsrekey.KEY_UPDATE_NONE)
+    assert str(info.value).startswith("key_update: updatetype must be")
+    assert str(info.value).count("updatetype") == 1
