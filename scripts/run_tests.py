@@ -185,6 +185,9 @@ def sanitizer_env(report_dir, lsan_supp=None, preload=True):
 # A leak that tlsrekey, OpenSSL or any other library allocated has a frame of theirs.
 INTERPRETER_MODULE = re.compile(r"^(python3(\.\d+)?|libpython3\.\d+[^/]*)$")
 FRAME = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ (?:in (\S+) )?(.*)$")
+# A frame symbolized to a source line of CPython's own tree (an interpreter built
+# with its debug information, as pyenv's are): "Modules/_tracemalloc.c:260".
+INTERPRETER_SOURCE = re.compile(r"^(Modules|Objects|Python|Parser|Include)/[\w./-]+:\d+")
 
 
 def interpreter_only(block):
@@ -194,8 +197,11 @@ def interpreter_only(block):
         return False
     for m in frames:
         where = re.search(r"\(([^()+]+)\+0x[0-9a-f]+\)", m.group(3))
-        if not where or not INTERPRETER_MODULE.match(os.path.basename(where.group(1))):
-            return False
+        if where and INTERPRETER_MODULE.match(os.path.basename(where.group(1))):
+            continue
+        if not where and INTERPRETER_SOURCE.match(m.group(3)):
+            continue
+        return False
     return True
 
 
