@@ -288,12 +288,15 @@ def test_read_bytes_rekeys_a_download(test_cert):
             for i in range(0, len(data), 16384):
                 s.write(data[i:i + 16384])
                 link.server_nonblocking_read()
-            s.write(b"")        # the last reply owed goes out
         t = threading.Thread(target=serve)
         t.start()
         got = _read_exactly(c, len(data))
         t.join(TIMEOUT)
         assert got == data
+        # a request sent by the client's last reads reaches the server after its
+        # last write: it takes it in, and its reply leaves with its next write
+        link.server_nonblocking_read()
+        s.write(b"")
         # the peer changes its key when it has read the request: what was in flight
         # meanwhile (the socket buffers) still went under the old key, so there are
         # fewer requests than 1 MB / 100 kB, and never more
