@@ -640,6 +640,27 @@ def tail(text, n=40):
     return "\n".join(text.rstrip().splitlines()[-n:])
 
 
+def license_problem(path):
+    """What a built sdist or wheel lacks of the licence: the LICENSE file, and (the
+    wheel) metadata naming MIT; None when both are there."""
+    import tarfile
+    import zipfile
+    if path.endswith(".whl"):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            meta = [n for n in names if n.endswith(".dist-info/METADATA")]
+            text = z.read(meta[0]).decode() if meta else ""
+        if not any(os.path.basename(n) == "LICENSE" for n in names):
+            return "no LICENSE file in the wheel"
+        if "MIT" not in text:
+            return "the wheel's METADATA does not name the MIT licence"
+        return None
+    with tarfile.open(path) as t:
+        if not any(os.path.basename(n) == "LICENSE" for n in t.getnames()):
+            return "no LICENSE file in the sdist"
+    return None
+
+
 def suite_packaging_python(res, log):
     work = tempfile.mkdtemp(prefix="tlsrekey-pkg-")
     try:
@@ -661,6 +682,12 @@ def suite_packaging_python(res, log):
                 res.failed += 1
             else:
                 install_and_import(res, log, found[0], label, work)
+                problem = license_problem(found[0])
+                if problem:
+                    say("FAILED packaging: %s: %s" % (label, problem))
+                    res.failed += 1
+                else:
+                    res.passed += 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

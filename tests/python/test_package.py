@@ -243,3 +243,11 @@ def test_no_tracked_file_names_a_path_of_one_machine():
             if here.search(line) or any(p.search(line) for p in patterns):
                 found.append("%s:%d: %s" % (name.decode(), i, line.decode(errors="replace")[:100]))
     assert not found, "\n".join(found)
+
+
+def test_the_licence_is_mit_everywhere_it_is_stated():
+    """LICENSE, the Python package's classifiers and the rockspec say the same."""
+    assert (SOURCE_ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "License :: OSI Approved :: MIT License" in (SOURCE_ROOT / "pyproject.toml").read_text()
+    rockspec = next((SOURCE_ROOT / "rockspec").glob("*.rockspec")).read_text()
+    assert re.search(r'license\s*=\s*"MIT"', rockspec)
