@@ -220,7 +220,7 @@ static int own_renegotiation(const trk_conn *conn)
 }
 
 /* A few OpenSSL reasons mean little to someone who does not know OpenSSL; the
- * sentence says what probably happened. Matched on the reason code (NOTES 19). */
+ * sentence says what probably happened. Matched on the reason code (OPENSSL-NOTES 19). */
 static const char *hint_for(const trk_conn *conn, int lib, int reason)
 {
     if (lib != ERR_LIB_SSL)
@@ -341,7 +341,7 @@ trk_status trk__ssl_status(trk_conn *conn, int ret, int sys_errno, const char *o
         snprintf(err->message, sizeof err->message, "%s: transport failed: %s", op,
                  strerror(err->sys_errno));
     } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-        /* OpenSSL 3 reports EOF without close_notify as SSL_ERROR_SSL (NOTES 17). */
+        /* OpenSSL 3 reports EOF without close_notify as SSL_ERROR_SSL (OPENSSL-NOTES 17). */
         err->status = TRK_SYSCALL;
         snprintf(err->message, sizeof err->message,
                  "%s: the peer closed the transport without close_notify "

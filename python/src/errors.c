@@ -3,8 +3,8 @@
  *
  * The classes are made from the core's status table: for every status the core
  * names (trk_status_name), the table below says which Python class stands for it.
- * TRK_ARG is the built-in ValueError and TRK_NOMEM MemoryError (DESIGN.md: argument
- * errors are not tlsrekey.Error); every other status has a subclass of
+ * TRK_ARG is the built-in ValueError and TRK_NOMEM MemoryError (argument errors are
+ * not tlsrekey.Error: a caller's mistake, not the connection's); every other status has a subclass of
  * tlsrekey.Error(OSError) whose `status` class attribute is the core's name.
  */
 #include <string.h>

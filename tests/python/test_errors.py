@@ -1,6 +1,6 @@
-"""Errors: seed statement 12 (each OpenSSL failure becomes the exception of
-DESIGN.md's table, with OpenSSL's library and reason, and nothing leaks into the next
-call), the exception classes, and the fatal-error and EOF pitfalls."""
+"""Errors: seed statement 12 (each OpenSSL failure becomes the exception of its status,
+docs/design.md's list, with OpenSSL's library and reason, and nothing leaks into the
+next call), the exception classes, and the fatal-error and EOF pitfalls."""
 import builtins
 import errno
 import os
