@@ -91,6 +91,28 @@ static int step_renegotiate_by_reading(trk_conn *c, void *arg, size_t *n)
     return r;
 }
 
+/* One SSL_read of a renegotiation driven by reading, its data into the stash (up
+ * to RENEGOTIATION_STASH_MAX: past it the caller must read first). A failed event
+ * callback is noted in *callback_failed and does not stop it. */
+static trk_status read_into_stash(trk_conn *c, const char *op, size_t *n,
+                                  int *callback_failed, trk_error *err)
+{
+    if (trk__stashed(c) >= RENEGOTIATION_STASH_MAX)
+        return trk__fail(err, TRK_STATE, "read first",
+                         "%s: the peer sent %zu bytes of data during a renegotiation "
+                         "that needs reading to complete; read them first",
+                         op, trk__stashed(c));
+    if (!trk__stash_reserve(c, 16384))
+        return trk__fail(err, TRK_NOMEM, "out of memory",
+                         "%s: cannot keep data read during a renegotiation", op);
+    trk_status st = trk__drive(c, step_renegotiate_by_reading, NULL, n, op, err);
+    if (st == TRK_CALLBACK) {
+        *callback_failed = 1;
+        st = TRK_OK;
+    }
+    return st;
+}
+
 /* Returns TRK_OK once the handshake is done. An event callback that failed on the
  * way does not stop it: the failure stays armed (callback_failed) for the caller's
  * own step, so a write still writes before it reports the callback. */
@@ -107,24 +129,8 @@ static trk_status finish_renegotiation(trk_conn *c, const char *op, trk_error *e
      * loop can stop when the handshake is done instead of waiting for data. */
     SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
     while (st == TRK_OK && renegotiating(c)) {
-        if (trk__stashed(c) >= RENEGOTIATION_STASH_MAX) {
-            st = trk__fail(err, TRK_STATE, "read first",
-                           "%s: the peer sent %zu bytes of data during a renegotiation "
-                           "that needs reading to complete; read them first",
-                           op, trk__stashed(c));
-            break;
-        }
-        if (!trk__stash_reserve(c, 16384)) {
-            st = trk__fail(err, TRK_NOMEM, "out of memory",
-                           "%s: cannot keep data read during a renegotiation", op);
-            break;
-        }
         size_t n = 0;
-        st = trk__drive(c, step_renegotiate_by_reading, NULL, &n, op, err);
-        if (st == TRK_CALLBACK) {
-            callback_failed = 1;
-            st = TRK_OK;
-        }
+        st = read_into_stash(c, op, &n, &callback_failed, err);
     }
     if (c->ssl != NULL)
         SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
@@ -146,24 +152,8 @@ trk_status trk__take_in_renegotiation(trk_conn *c, const char *op, trk_error *er
         c->sock.nowait = 1;
         SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
         for (;;) {
-            if (trk__stashed(c) >= RENEGOTIATION_STASH_MAX) {
-                st = trk__fail(err, TRK_STATE, "read first",
-                               "%s: the client sent %zu bytes of data while this "
-                               "server waits for its renegotiation; read them first",
-                               op, trk__stashed(c));
-                break;
-            }
-            if (!trk__stash_reserve(c, 16384)) {
-                st = trk__fail(err, TRK_NOMEM, "out of memory",
-                               "%s: cannot keep data read during a renegotiation", op);
-                break;
-            }
             size_t n = 0;
-            st = trk__drive(c, step_renegotiate_by_reading, NULL, &n, op, err);
-            if (st == TRK_CALLBACK) {
-                callback_failed = 1;
-                st = TRK_OK;
-            }
+            st = read_into_stash(c, op, &n, &callback_failed, err);
             if (st != TRK_OK || n == 0 || renegotiating(c))
                 break;
         }
